@@ -1,0 +1,3 @@
+from selfstudy.cli.main import entry
+
+entry()
