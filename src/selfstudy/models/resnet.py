@@ -91,7 +91,7 @@ class ResNet(Backbone):
         block: :class:`BasicBlock` or :class:`Bottleneck`.
         layers: blocks per stage, e.g. ``(3, 4, 6, 3)``.
         in_channels: input channels (3 for RGB/LAB, 1 or 2 for a CMC stream).
-        out_dim: width of the prepool projection and of ``pooled``.
+        out_dim: width of the prepool projection and of ``pooled``; default ``256 * width``.
         width: multiplies every stage's width (``0.5``: the paper's half-width ResNet50, base 32).
         stem_width: stem conv channels; default ``64 * width``. The paper's half-width ResNet50 keeps 64.
         dilation: for layers 2-4, replace the stride-2 with dilation (``(False, False, True)``: stride 8).
@@ -99,7 +99,7 @@ class ResNet(Backbone):
     """
 
     def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: Sequence[int],
-                 in_channels: int = 3, out_dim: int = 256, width: float = 1.0,
+                 in_channels: int = 3, out_dim: int | None = None, width: float = 1.0,
                  stem_width: int | None = None, dilation: Sequence[bool] = (False, False, False),
                  name: str = "resnet"):
         super().__init__()
@@ -108,7 +108,7 @@ class ResNet(Backbone):
                             f"{list(layers)} and {list(dilation)}")
         self.name = name
         self.in_channels = in_channels
-        self.out_dim = out_dim
+        self.out_dim = out_dim = out_dim or scaled(256, width)
         stem = stem_width or scaled(64, width)
 
         self.conv1 = nn.Conv2d(in_channels, stem, 7, stride=2, padding=3, bias=False)
@@ -121,7 +121,6 @@ class ResNet(Backbone):
         stride = 2
         self.map_channels = {"stem": stem}
         self.map_strides = {"stem": stride}
-        block_strides = []
         for i, n in enumerate(layers):
             planes = scaled(64 * 2 ** i, width)
             step, dilate = (1, False) if i == 0 else (2, bool(dilation[i - 1]))
@@ -130,7 +129,6 @@ class ResNet(Backbone):
                 stride *= 2
             self.map_channels[f"layer{i + 1}"] = self._c
             self.map_strides[f"layer{i + 1}"] = stride
-            block_strides.append(stride)
 
         self.prepool = nn.Conv2d(self._c, out_dim, 1)
         init_weights(self)
@@ -139,9 +137,9 @@ class ResNet(Backbone):
         # AMDIM's sources (PAPER.md §3.4): layer3's 5th block (7x7 source) and layer4's 2nd block
         # (5x5 source); shorter stages (ResNet18) use their last block.
         self.amdim_maps = (f"layer3.{min(4, layers[2] - 1)}", f"layer4.{min(1, layers[3] - 1)}")
-        for name_, stage in zip(self.amdim_maps, (3, 4)):
-            self.map_channels[name_] = self.map_channels[f"layer{stage}"]
-            self.map_strides[name_] = self.map_strides[f"layer{stage}"]
+        for tap, stage in zip(self.amdim_maps, ("layer3", "layer4")):
+            self.map_channels[tap] = self.map_channels[stage]
+            self.map_strides[tap] = self.map_strides[stage]
         self.map_channels["prepool"] = out_dim
         self.map_strides["prepool"] = stride
         self.dense_map = "prepool"

@@ -53,7 +53,10 @@ class UtilityPoint:
     ``value`` is U itself when ``kind == "value"``; for ``"lower"`` it is the bound ``N_max/n - 1``
     (U is at least this) and for ``"upper"`` the bound ``N_min/n - 1`` (U is at most this).
     ``n_scratch_equiv`` is the matching scratch label count (the bound's ``N`` for bounds).
-    ``accuracy`` is the pretrained arm's mean primary metric at ``n`` (in the metric's own units).
+    ``accuracy`` is the pretrained arm's mean primary metric at ``n`` (in the metric's own units),
+    over ``n_seeds`` seeds. ``scratch_used`` are the scratch label counts ``n_s`` was read from (the
+    bracketing pair, or the one bound count), so a caller can tell which scratch cells it leans on.
+    ``note`` says why an interval is missing (no bootstrap, or one seed everywhere).
 
     The interval ``[ci_low, ci_high]`` is a percentile bootstrap over seeds. Resamples that fell
     outside the measured range enter it at their bound value; ``frac_lower``/``frac_upper`` say how

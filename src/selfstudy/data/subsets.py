@@ -1,0 +1,100 @@
+"""Labeled subsets: nested, class-balanced, fixed by a seed.
+
+A label-count sweep must compare like with like, so the subsets it trains on are
+
+- **class-balanced**: ``n`` labels give every class ``n // C`` images; the ``n % C`` left over go one
+  each to the first classes of a seeded class order (the same order for every ``n``);
+- **nested**: each class has one seeded permutation of its images and every subset takes a prefix of
+  it, so the 100-label set lies inside the 1,000-label set (more labels only ever *add* images);
+- **seed-stable**: a set depends only on ``(labels, n, seed)``, not on which other counts were asked for.
+
+The paper took the first ``n`` shuffled training images instead (PAPER.md §5.3), which is neither
+balanced nor, across shuffles, nested.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Iterable
+
+import numpy as np
+
+from selfstudy.errors import UserError
+
+# Mixed into every seed so that subset draws never coincide with other seeded draws of the same seed.
+_SUBSET_STREAM = 0x5B5E7
+
+
+def class_counts(n: int, classes: np.ndarray, seed: int) -> dict[int, int]:
+    """How many of ``n`` labels each class gets: ``n // C`` each, the remainder one each to the first
+    ``n % C`` classes of a seeded order of ``classes``. The order does not depend on ``n``, so the
+    count of every class never decreases as ``n`` grows (which nesting needs)."""
+    classes = np.asarray(classes)
+    order = np.random.default_rng([_SUBSET_STREAM, seed, 1]).permutation(len(classes))
+    q, r = divmod(int(n), len(classes))
+    counts = {int(c): q for c in classes}
+    for rank in order[:r]:
+        counts[int(classes[rank])] += 1
+    return counts
+
+
+def nested_balanced(labels: np.ndarray, counts: Iterable[int], seed: int,
+                    split: str = "train") -> dict[int, np.ndarray]:
+    """Nested, class-balanced subsets of ``labels`` for every label count in ``counts``.
+
+    Args:
+        labels: (N,) int class of every image of the split (e.g. the train split's ``label``).
+        counts: label counts ``n``; each must be in ``1 .. N`` and leave no class short.
+        seed: non-negative int; the same seed gives the same sets for any other ``counts``.
+        split: the split's name, only for error messages.
+
+    Returns:
+        ``{n: indices}``: sorted int64 positions into ``labels`` (not dataset indices), ``n`` of them.
+
+    Raises:
+        UserError: a count is not a positive int, exceeds the split, or needs more images of a class than
+        the split holds.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise UserError(f"subset labels must be one label per image, got shape {labels.shape}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UserError(f"subset seed must be a non-negative integer, got {seed!r}")
+    counts = list(counts)
+    for n in counts:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+            raise UserError(f"label count {n!r} is not allowed; a label count is a positive integer "
+                            f"(at most the {split} split's {len(labels)} images)")
+        if n > len(labels):
+            raise UserError(f"label count {n} is larger than the {split} split, which has {len(labels)} "
+                            f"images; allowed: 1..{len(labels)}")
+    if not counts:
+        return {}
+    classes, sizes = np.unique(labels, return_counts=True)
+    # One permutation per class, drawn from (seed, class) alone: prefixes of it give the nesting, and
+    # no other class or count can shift it.
+    members = {}
+    for c in classes:
+        idx = np.flatnonzero(labels == c)
+        rng = np.random.default_rng([_SUBSET_STREAM, seed, 2, int(c) & 0xFFFFFFFF])
+        members[int(c)] = idx[rng.permutation(len(idx))]
+    out = {}
+    for n in counts:
+        want = class_counts(n, classes, seed)
+        parts = []
+        for c, k in want.items():
+            have = len(members[c])
+            if k > have:
+                raise UserError(
+                    f"label count {n} needs {k} images of class {c}, but the {split} split "
+                    f"({len(labels)} images) has only {have} of it; allowed: at most "
+                    f"{len(classes) * int(sizes.min())} labels for a balanced subset of this split")
+            parts.append(members[c][:k])
+        out[int(n)] = np.sort(np.concatenate(parts)).astype(np.int64)
+    return out
+
+
+def subset_sha(indices: np.ndarray) -> str:
+    """A short fingerprint (16 hex chars of sha256) of a set of indices, order-insensitive."""
+    arr = np.sort(np.asarray(indices, dtype=np.int64).ravel())
+    return hashlib.sha256(arr.astype("<i8").tobytes()).hexdigest()[:16]

@@ -1,0 +1,262 @@
+"""The base of every self-supervised method: its config, its input transform, its backbone.
+
+A method is a small subclass of :class:`Method` with a ``name``, a nested ``Config`` dataclass holding
+the paper's hyper-parameters (PAPER.md §3, §5.1) and a :meth:`Method.loss`. The base owns what they
+share: building the backbone, the input transform (RGB in [0, 1] -> the model's colour space,
+normalised), the encoder that downstream protocols reuse and the state they load (:meth:`transfer_state`).
+
+Epochs here are real passes over the training split. The paper's "epoch" was a block of 50k samples
+(25k image pairs for AMDIM) on ~400k training images (PAPER.md §5.2), so its R rounds are R / 8 real
+passes: each method's default ``epochs`` is that translation for ResNet9 (ResNet50 in
+:meth:`MethodConfig.paper_defaults`). The warm-up stays 5 epochs, as the contract fixes, i.e. longer in
+samples than the paper's 5 blocks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import torch
+from torch import nn
+
+from selfstudy.data.colour import InputTransform
+from selfstudy.errors import UserError
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+@dataclass
+class MethodConfig:
+    """Hyper-parameters shared by every method; subclasses change the defaults and add fields.
+
+    ``lr`` is the peak rate after a linear warm-up of ``warmup_epochs``, then linear decay to
+    ``final_lr`` (PAPER.md §5.1); Adam with ``betas``, ``weight_decay`` being Adam's L2 penalty as in
+    the paper. ``epochs`` are real passes over the data.
+    """
+
+    method: ClassVar[str] = "method"
+
+    lr: float = 1e-3
+    final_lr: float = 1e-6
+    weight_decay: float = 1e-5
+    batch_size: int = 256
+    epochs: int = 100
+    warmup_epochs: int = 5
+    betas: tuple[float, float] = (0.8, 0.999)
+
+    # --- construction ------------------------------------------------------------------------------
+    @classmethod
+    def paper_defaults(cls, backbone: str) -> dict[str, Any]:
+        """Values the paper used for ``backbone`` where they differ from the ResNet9 defaults.
+
+        The base has none; methods return their ResNet50 settings for ``resnet50*`` names.
+        """
+        return {}
+
+    @classmethod
+    def from_overrides(cls, overrides: Mapping[str, Any] | None = None, *,
+                       backbone: str | None = None) -> "MethodConfig":
+        """The defaults (for ``backbone`` if given), then ``overrides``, converted and validated.
+
+        Values may be strings (from a command line: ``"1e-3"``, ``"true"``, ``"0.8,0.999"``). Unknown
+        keys and values that do not convert raise :class:`UserError` naming the allowed keys or type.
+        """
+        overrides = dict(overrides or {})
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise UserError(f"{cls.method}: unknown option(s) {', '.join(map(str, unknown))}; allowed: "
+                            f"{', '.join(names)}")
+        values = {**(cls.paper_defaults(backbone) if backbone else {}), **overrides}
+        hints = typing.get_type_hints(cls)
+        kwargs = {k: _convert(cls.method, k, v, hints[k]) for k, v in values.items()}
+        cfg = cls(**kwargs)
+        cfg.validate()
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-python values (tuples become lists), for checkpoints and logs."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    # --- validation --------------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise :class:`UserError` for the first value out of its allowed range."""
+        self._check(math.isfinite(self.lr) and self.lr > 0, "lr", "a number > 0")
+        self._check(math.isfinite(self.final_lr) and self.final_lr >= 0, "final_lr", "a number >= 0")
+        self._check(math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay",
+                    "a number >= 0")
+        self._check(self.batch_size >= self.min_batch_size(), "batch_size",
+                    f"an integer >= {self.min_batch_size()}")
+        self._check(self.epochs >= 1, "epochs", "an integer >= 1")
+        self._check(self.warmup_epochs >= 0, "warmup_epochs", "an integer >= 0")
+        self._check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas",
+                    "two numbers in [0, 1)")
+
+    def min_batch_size(self) -> int:
+        """The smallest batch the loss is defined for (contrastive losses need negatives)."""
+        return 1
+
+    def _check(self, ok: bool, field: str, allowed: str) -> None:
+        if not ok:
+            raise UserError(f"{self.method}: {field} must be {allowed}, got {getattr(self, field)!r}")
+
+
+def _convert(method: str, key: str, value: Any, hint: Any) -> Any:
+    """Convert ``value`` to the field type ``hint`` (float, int, bool, str or tuple[float, ...])."""
+    def fail() -> typing.NoReturn:
+        raise UserError(f"{method}: {key} must be {_type_name(hint)}, got {value!r}")
+
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        fail()
+    if hint is float:
+        if isinstance(value, bool):
+            fail()
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            fail()
+    if hint is int:
+        if isinstance(value, bool):
+            fail()
+        if isinstance(value, int):
+            return value
+        try:
+            f = float(value)  # accepts "8192" and "1e3"
+        except (TypeError, ValueError):
+            fail()
+        if not math.isfinite(f) or f != int(f):
+            fail()
+        return int(f)
+    if hint is str:
+        if not isinstance(value, str):
+            fail()
+        return value
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or len(items) != len(args):
+            fail()
+        return tuple(_convert(method, key, v, t) for v, t in zip(items, args))
+    raise TypeError(f"config field {key} has an unsupported type {hint!r}")  # a bug in a Config
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is tuple:
+        return f"{len(typing.get_args(hint))} comma-separated numbers"
+    return {bool: "true or false", float: "a number", int: "an integer", str: "a string"}[hint]
+
+
+class Method(nn.Module):
+    """A self-supervised method: backbone(s) + heads + loss (see DESIGN.md "SSL methods").
+
+    Subclasses set ``name`` and a nested ``Config`` (a :class:`MethodConfig` subclass), build their
+    backbone(s) and heads in ``__init__`` after calling ``super().__init__`` and implement
+    :meth:`loss`. The base builds ``self.backbone`` unless the subclass sets ``builds_backbone =
+    False`` (CMC builds two streams).
+
+    Args:
+        backbone: a name from ``selfstudy.models.BACKBONES``.
+        cfg: the method's config (default: the paper's values for ``backbone``).
+        in_channels: channels of the model input; methods read RGB images, so this must be 3.
+        num_train: size of the training split (CMC's memory bank); 0 when unknown.
+        input_state: :meth:`InputTransform.state` of the normalisation to use (default: the paper's
+            LAB statistics).
+    """
+
+    name: ClassVar[str] = "method"
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    builds_backbone: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if "Config" in cls.__dict__:
+            cls.Config.method = cls.name  # so config errors name the method
+
+    def __init__(self, backbone: str, cfg: MethodConfig | None = None, *, in_channels: int = 3,
+                 num_train: int = 0, input_state: Mapping | None = None):
+        super().__init__()
+        if in_channels != 3:
+            raise UserError(f"{self.name}: in_channels must be 3 (methods read RGB images and convert "
+                            f"them with their input transform), got {in_channels!r}")
+        if not isinstance(num_train, int) or num_train < 0:
+            raise UserError(f"{self.name}: num_train must be an integer >= 0, got {num_train!r}")
+        if cfg is None:
+            cfg = self.Config.from_overrides(backbone=backbone)
+        elif not isinstance(cfg, self.Config):
+            raise TypeError(f"{self.name} needs a {self.Config.__qualname__}, got {type(cfg).__name__}")
+        cfg.validate()
+        self.cfg = cfg
+        self.backbone_name = backbone
+        self.num_train = num_train
+        self.input = InputTransform() if input_state is None else InputTransform.from_state(input_state)
+        if self.builds_backbone:
+            from selfstudy.models import build_backbone
+
+            self.backbone = build_backbone(backbone, in_channels=3)
+
+    # --- the interface the training loop and the protocols use ------------------------------------
+    def loss(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:  # pragma: no cover
+        """Augment ``batch["images"]`` (RGB [0, 1] NCHW), encode, and return ``{"loss": scalar, ...}``
+        plus optionally ``"features"``: detached (N, D) pooled features of the first view."""
+        raise NotImplementedError
+
+    def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """Same as :meth:`loss`, so that DistributedDataParallel's hooks fire."""
+        return self.loss(batch)
+
+    def encoder(self) -> nn.Module:
+        """The network downstream protocols keep: input (N, 3, H, W) normalised by ``self.input``,
+        output ``BackboneOutput``."""
+        return self.backbone
+
+    def transfer_state(self) -> dict[str, Any]:
+        """What finetuning loads: ``{"method", "backbone", "state_dict", "input", "out_dim"}``.
+
+        ``state_dict`` is the encoder's (tensors on the CPU); rebuild the encoder with
+        :func:`selfstudy.methods.build_encoder`.
+        """
+        enc = self.encoder()
+        return {"method": self.name, "backbone": self.backbone_name,
+                "state_dict": {k: v.detach().cpu().clone() for k, v in enc.state_dict().items()},
+                "input": self.input.state(), "out_dim": enc.out_dim}
+
+    @classmethod
+    def build_encoder(cls, state: Mapping[str, Any]) -> nn.Module:
+        """A freshly initialised encoder of the shape :meth:`transfer_state` describes (load
+        ``state["state_dict"]`` into it)."""
+        from selfstudy.models import build_backbone
+
+        return build_backbone(state["backbone"], in_channels=3)
+
+    # --- helpers for subclasses --------------------------------------------------------------------
+    @staticmethod
+    def unpack(batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Generator]:
+        """``(images, generator)`` of a batch, checked: images (N, 3, H, W) floating point."""
+        x, gen = batch["images"], batch["generator"]
+        if not (isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[1] == 3
+                and x.is_floating_point()):
+            raise ValueError("batch['images'] must be a float (N, 3, H, W) RGB tensor in [0, 1], got "
+                             f"{getattr(x, 'dtype', type(x))} {tuple(getattr(x, 'shape', ()))}")
+        if not isinstance(gen, torch.Generator):
+            raise ValueError(f"batch['generator'] must be a torch.Generator, got {type(gen).__name__}")
+        return x, gen
+
+
+def randn(gen: torch.Generator, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """Standard normal draws from ``gen`` on its own device, moved to ``like``'s device and dtype
+    (the generator may live on the CPU while the model runs on a GPU)."""
+    return torch.randn(shape, generator=gen, device=gen.device).to(like.device, like.dtype)
+
+
+def randint(gen: torch.Generator, high: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """Uniform integers in [0, high) from ``gen``, moved to ``device``."""
+    return torch.randint(high, shape, generator=gen, device=gen.device).to(device)

@@ -1,0 +1,121 @@
+"""Pure loss functions of the self-supervised methods (no state, no randomness).
+
+Each function documents its formula and the paper it comes from; ``tests/methods/test_losses.py``
+checks each against a hand-computed value. Shapes: N batch, D embedding width, K negatives,
+L locations of a feature map.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent, the normalised temperature-scaled cross-entropy of SimCLR (Chen et al., ICML 2020).
+
+    With the 2N embeddings ``u = normalise([z1; z2])`` and ``s_ij = u_i . u_j / temperature``, every
+    sample i has one positive p(i) (its other view) and 2N - 2 negatives (every other sample)::
+
+        loss = mean_i  -log( exp(s_i,p(i)) / sum_{k != i} exp(s_ik) )
+
+    Symmetric in the two views. ``z1, z2``: (N, D) with N >= 2 (a single pair has no negatives).
+    Returns a scalar.
+    """
+    if z1.shape != z2.shape or z1.dim() != 2:
+        raise ValueError(f"nt_xent needs two (N, D) tensors of one shape, got {tuple(z1.shape)} and "
+                         f"{tuple(z2.shape)}")
+    n = z1.shape[0]
+    u = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    logits = u @ u.t() / temperature
+    # A sample is not its own negative: -inf removes it from the denominator.
+    logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=u.device), float("-inf"))
+    positive = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(u.device)
+    return F.cross_entropy(logits, positive)
+
+
+def nce_softmax(anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor,
+                temperature: float) -> torch.Tensor:
+    """The softmax ("NCE-softmax") criterion of CMC (Tian et al., ECCV 2020), positive at index 0.
+
+    With logits ``l_0 = a . p / T`` and ``l_k = a . n_k / T`` (k = 1..K)::
+
+        loss = mean_over_anchors  -log( exp(l_0) / sum_{k=0..K} exp(l_k) )
+
+    i.e. cross-entropy of K + 1 logits with target 0. Embeddings are used as given (CMC's are already
+    L2-normalised).
+
+    Args:
+        anchor: (N, D).
+        positive: (N, D), the positive of each anchor.
+        negatives: (K, D), shared by every anchor, or (N, K, D), one set per anchor.
+        temperature: T > 0.
+    Returns a scalar.
+    """
+    pos = (anchor * positive).sum(dim=1, keepdim=True)                 # (N, 1)
+    if negatives.dim() == 2:
+        neg = anchor @ negatives.t()                                   # (N, K)
+    else:
+        neg = torch.einsum("nd,nkd->nk", anchor, negatives)
+    logits = torch.cat([pos, neg], dim=1).float() / temperature
+    target = torch.zeros(len(logits), dtype=torch.long, device=logits.device)
+    return F.cross_entropy(logits, target)
+
+
+def momentum_rows(old: torch.Tensor, new: torch.Tensor, momentum: float) -> torch.Tensor:
+    """CMC's memory-bank update of the rows of a batch: ``normalise(m * old + (1 - m) * new)``.
+
+    ``old``: (N, D) bank rows, ``new``: (N, D) current embeddings, ``momentum`` m in [0, 1): the weight
+    kept on the old row. Returns (N, D) unit rows (float32).
+    """
+    return F.normalize(momentum * old.float() + (1.0 - momentum) * new.float(), dim=1)
+
+
+def tanh_clip(x: torch.Tensor, clip: float) -> torch.Tensor:
+    """Soft clip to (-clip, clip): ``clip * tanh(x / clip)`` (AMDIM, Bachman et al., NeurIPS 2019).
+
+    Close to the identity for |x| << clip, so small scores pass unchanged while none can exceed
+    ``clip`` in magnitude.
+    """
+    return clip * torch.tanh(x / clip)
+
+
+def amdim_nce(source: torch.Tensor, target: torch.Tensor, tclip: float = 30.0,
+              penalty_weight: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
+    """AMDIM's NCE between a source vector and every location of a target map (PAPER.md §3.4).
+
+    Raw scores ``r_ijl = source_i . target_jl / sqrt(D)`` for source image i, target image j and
+    location l are soft-clipped, ``s = tclip * tanh(r / tclip)``. Each location of the same image is a
+    positive; the negatives are every location of every *other* image::
+
+        loss    = mean_{i,l}  -log( exp(s_iil) / (exp(s_iil) + sum_{j != i, l'} exp(s_ijl')) )
+        penalty = penalty_weight * mean_{i,j,l} r_ijl^2      (on the unclipped scores)
+
+    Args:
+        source: (N, D), N >= 2.
+        target: (N, D, L), the target map flattened over its L locations.
+    Returns ``(loss, penalty)``, two scalars; the caller adds them.
+    """
+    n, d = source.shape
+    if target.dim() != 3 or target.shape[:2] != (n, d):
+        raise ValueError(f"amdim_nce: target must be (N, D, L) = ({n}, {d}, L), got {tuple(target.shape)}")
+    raw = torch.einsum("id,jdl->ijl", source.float(), target.float()) / math.sqrt(d)   # (N, N, L)
+    penalty = penalty_weight * raw.pow(2).mean()
+    scores = tanh_clip(raw, tclip)
+    eye = torch.eye(n, dtype=torch.bool, device=scores.device)
+    pos = scores[eye]                                                  # (N, L): s_iil
+    neg = scores.masked_fill(eye[:, :, None], float("-inf")).flatten(1)  # (N, N*L), own image removed
+    # log(exp(pos) + sum exp(neg)) computed stably; the negatives' log-sum-exp is shared by all l.
+    denom = torch.logaddexp(pos, torch.logsumexp(neg, dim=1, keepdim=True))
+    return (denom - pos).mean(), penalty
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL( N(mu, exp(logvar)) || N(0, I) ) per sample, summed over the latent dimensions.
+
+    ``KL_n = 0.5 * sum_d (mu_nd^2 + exp(logvar_nd) - logvar_nd - 1)`` (Kingma & Welling, ICLR 2014).
+    ``mu, logvar``: (N, D). Returns (N,), in nats; zero exactly when mu = 0 and logvar = 0.
+    """
+    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0).sum(dim=1)

@@ -1,0 +1,475 @@
+"""Run a study: render the datasets, pretrain once per combination, run every downstream cell, report.
+
+:func:`run_study` is resumable by construction:
+
+- every cell has a stable id and one row in the study's results database; a finished (``done``) row is
+  never run again, so rerunning the same command after a crash, ``Ctrl-C`` or ``kill -9`` at any point
+  runs only what is missing and ends with exactly the rows an uninterrupted run would have;
+- a cell left ``running`` by a process that died is run again from its start (downstream cells are
+  short); pretraining writes ``<study>/pretrain/<cell id>/last.pt`` as it goes and resumes from it;
+- a cell's result depends only on its config (every random draw is seeded from it), so a rerun cell
+  gives the same numbers as the first attempt would have;
+- one process at a time owns a study folder (an advisory lock, released by the OS when the process
+  dies, so a killed run never blocks the next).
+
+Cells run through an :class:`~selfstudy.study.executor.Executor` (in-process by default). What a cell
+*does* is a cell function ``fn(cell) -> result dict``; the default, :class:`PipelineCells`, runs the
+real pipeline, and tests inject their own.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Mapping
+
+import yaml
+
+from selfstudy.data.store import atomic_write_text
+from selfstudy.errors import UserError
+from selfstudy.factors import Factors
+from selfstudy.study.db import DB_NAME, ResultsDB, git_commit
+from selfstudy.study.executor import Executor, InProcessExecutor
+from selfstudy.study.spec import Cell, Plan, Spec
+
+LOCK_NAME = ".lock"
+REPORT_NAME = "report.html"
+SUMMARY_NAME = "summary.txt"
+
+
+@dataclass
+class StudyResult:
+    """What :func:`run_study` did.
+
+    total: cells in the plan; done: finished cells of the plan (this run or earlier); ran: cells this
+    call ran (successfully or not); failed: ``(cell label, one-line error)`` of every failed cell;
+    report: the HTML report (None if there was nothing to report); summary: the utility table as text.
+    """
+
+    study_dir: Path
+    db_path: Path
+    total: int
+    done: int
+    ran: int
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    report: Path | None = None
+    summary: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.done == self.total
+
+
+def run_study(spec: Spec, study_dir: str | os.PathLike, executor: Executor | None = None,
+              progress: bool = True, *, cell_fn: Callable[[Cell], Mapping] | None = None,
+              data_root: str | os.PathLike | None = None, report: bool = True,
+              out=None) -> StudyResult:
+    """Run every unfinished cell of ``spec`` into ``study_dir`` and write the report there.
+
+    Args:
+        spec: a validated :class:`Spec` (see :func:`selfstudy.study.spec.load_spec`).
+        study_dir: the study folder: ``results.sqlite``, ``spec.yaml``, ``pretrain/<cell id>/``,
+            ``report.html`` (+ PNGs, ``cells.csv``), ``summary.txt``.
+        executor: where cells run (default: :class:`InProcessExecutor`).
+        progress: show cells done/total, the current cell and an ETA on stderr.
+        cell_fn: what a cell does, ``fn(cell) -> result dict`` (default: the real pipeline,
+            :class:`PipelineCells`). If it has a ``prepare(plan, progress)`` method, that runs first.
+        data_root: where datasets are rendered and reused (default: ``$SELFSTUDY_DATA`` or
+            ``./data/datasets``).
+        report: write the report and print the summary table after the cells.
+        out: where the summary and report path are printed (default: stdout).
+
+    Raises:
+        UserError: another process is running this study folder.
+    """
+    started = time.perf_counter()
+    out = sys.stdout if out is None else out
+    study_dir = Path(study_dir)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    plan = spec.cells()
+    executor = executor or InProcessExecutor()
+    if cell_fn is None:
+        cell_fn = PipelineCells(spec, study_dir, data_root=data_root, progress=progress)
+
+    with _StudyLock(study_dir), ResultsDB(study_dir / DB_NAME) as db:
+        atomic_write_text(study_dir / "spec.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
+        db.set_meta("spec", spec.to_dict())
+        db.set_meta("plan", [c.id for c in plan.all])
+        db.add_cells(plan.all)
+        stale = db.reset_stale()
+        status = db.statuses()
+        todo_pre = [c for c in plan.pretrain if status.get(c.id) != "done"]
+        todo_down = [c for c in plan.downstream if status.get(c.id) != "done"]
+        already = len(plan) - len(todo_pre) - len(todo_down)
+
+        show = _Progress(len(plan), already, _timings(db, plan), enabled=progress)
+        show.plan(todo_pre + todo_down)
+        show.say(f"study {spec.name}: {len(plan)} cells ({len(plan.pretrain)} pretraining, "
+                 f"{len(plan.downstream)} downstream); {already} already done"
+                 + (f"; {stale} left running by a stopped run will run again" if stale else ""))
+        for note in plan.notes:
+            show.say(f"note: {note}")
+
+        failed: list[tuple[str, str]] = []
+        ran = 0
+        try:
+            if todo_pre or todo_down:
+                prepare = getattr(cell_fn, "prepare", None)
+                if prepare is not None:
+                    prepare(plan, progress)
+            timed = _Timed(cell_fn)
+            for cell, outcome, wall in _run_phase(executor, timed, todo_pre, db, show):
+                ran += 1
+                _record(db, cell, outcome, wall, failed, show)
+
+            # A downstream cell whose pretraining failed cannot run; it fails with the reason.
+            status = db.statuses(c.id for c in plan.pretrain)
+            runnable = []
+            for c in todo_down:
+                if c.pretrain_id is not None and status.get(c.pretrain_id) != "done":
+                    msg = f"its pretraining cell {c.pretrain_id} did not finish (see that cell's error)"
+                    db.fail(c.id, msg)
+                    failed.append((c.label, msg))
+                else:
+                    runnable.append(c)
+            for cell, outcome, wall in _run_phase(executor, timed, runnable, db, show):
+                ran += 1
+                _record(db, cell, outcome, wall, failed, show)
+        finally:
+            show.close()
+            # Cells this process had started and not finished (Ctrl-C) are not running any more.
+            db.reset_stale()
+            executor.close()
+
+        counts = db.counts(c.id for c in plan.all)
+        done = sum(k.get("done", 0) for k in counts.values())
+        result = StudyResult(study_dir=study_dir, db_path=study_dir / DB_NAME, total=len(plan), done=done,
+                             ran=ran, failed=failed, notes=list(plan.notes))
+        if report:
+            rows = db.rows(status="done", kind="downstream", cell_ids=[c.id for c in plan.downstream])
+            meta = {"study": spec.name, "folder": str(study_dir.resolve()), "database": str(result.db_path),
+                    "cells": f"{done} of {len(plan)} done" + (f", {len(failed)} failed" if failed else ""),
+                    "device": spec.device, "precision": spec.precision, "executor": executor.name,
+                    "git commit": git_commit() or "unknown"}
+            result.report, result.summary = write_report(rows, study_dir, spec.to_dict(), meta)
+            print(result.summary, file=out)
+            if result.report is not None:
+                print(f"report: {result.report}", file=out)
+        if failed:
+            print(f"{len(failed)} cell(s) failed (rerun the same command to retry them):", file=out)
+            for label, err in failed[:20]:
+                print(f"  {label}: {err}", file=out)
+        result.seconds = time.perf_counter() - started
+        return result
+
+
+def write_report(rows: list[dict], folder: Path, spec: dict | None, meta: dict | None,
+                 out_html: Path | None = None) -> tuple[Path | None, str]:
+    """Write ``report.html`` (+ figures, ``cells.csv``) and ``summary.txt`` for finished downstream rows.
+    Returns (report path or None when there are no rows, summary text)."""
+    from selfstudy.study.report import build_report, summary_table_text
+
+    folder = Path(folder)
+    if not rows:
+        return None, "no finished downstream cells yet: nothing to report"
+    summary = summary_table_text(rows)
+    out_html = Path(out_html) if out_html is not None else folder / REPORT_NAME
+    built = build_report(rows, out_html, spec, meta)
+    atomic_write_text(out_html.parent / SUMMARY_NAME, summary + "\n")
+    return Path(built["html"]), summary
+
+
+# --- running cells --------------------------------------------------------------------------------
+
+
+class _Timed:
+    """``fn(cell)`` with its wall time: returns ``(result, seconds)``. A class (not a closure) so that it
+    pickles for Ray."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, cell):
+        t = time.perf_counter()
+        result = self.fn(cell)
+        return result, time.perf_counter() - t
+
+
+def _run_phase(executor: Executor, fn, cells: list[Cell], db: ResultsDB,
+               show: "_Progress") -> Iterator[tuple[Cell, object, float | None]]:
+    """Run ``cells`` through ``executor``; yields (cell, result or exception, wall seconds)."""
+    started: dict[str, float] = {}
+
+    def feed() -> Iterator[Cell]:
+        # The executor pulls a cell when it starts (or submits) it: that is when it is running.
+        for c in cells:
+            db.mark_running(c.id)
+            started[c.id] = time.perf_counter()
+            show.start(c)
+            yield c
+
+    for cell, outcome in executor.map(fn, feed()):
+        if isinstance(outcome, BaseException):
+            yield cell, outcome, time.perf_counter() - started.get(cell.id, time.perf_counter())
+        else:
+            result, seconds = outcome
+            yield cell, result, seconds
+
+
+def _record(db: ResultsDB, cell: Cell, outcome, wall: float | None, failed: list, show: "_Progress") -> None:
+    if isinstance(outcome, BaseException):
+        text = "".join(traceback.format_exception(type(outcome), outcome, outcome.__traceback__))
+        db.fail(cell.id, text, wall)
+        line = f"{type(outcome).__name__}: {outcome}".splitlines()[0]
+        failed.append((cell.label, line))
+        show.finish(cell, wall, ok=False, message=line)
+        return
+    if not isinstance(outcome, Mapping):
+        msg = f"the cell function returned {type(outcome).__name__}, not a result dict"
+        db.fail(cell.id, msg, wall)
+        failed.append((cell.label, msg))
+        show.finish(cell, wall, ok=False, message=msg)
+        return
+    db.finish(cell.id, outcome, wall)
+    show.finish(cell, wall, ok=True)
+
+
+def _timings(db: ResultsDB, plan: Plan) -> dict[str, list[float]]:
+    """Measured wall seconds of finished cells, by timing key (for the ETA)."""
+    keys = {c.id: c.timing_key for c in plan.all}
+    out: dict[str, list[float]] = {}
+    for kind in ("pretrain", "downstream"):
+        for r in db.rows(status="done", kind=kind, cell_ids=keys):
+            if r.get("wall_seconds") is not None and r.get("attempts", 1) <= 1:
+                out.setdefault(keys[r["cell_id"]], []).append(float(r["wall_seconds"]))
+    return out
+
+
+class _Progress:
+    """Cells done/total, the current cell and an ETA from the measured time per kind of cell.
+
+    On a terminal it is one tqdm bar; otherwise (logs, CI) one line per cell start/finish. The ETA sums,
+    over the cells still to run, the mean time of finished cells of the same timing key (pretraining of
+    that method and backbone; downstream cells of that protocol and backbone); cells of a key not yet
+    timed are counted separately.
+    """
+
+    def __init__(self, total: int, done: int, timings: dict[str, list[float]], enabled: bool = True,
+                 stream=None):
+        self.total, self.done = total, done
+        self.timings = {k: list(v) for k, v in timings.items()}
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.remaining: dict[str, int] = {}
+        self.bar = None
+        if enabled and self.stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=done, file=self.stream, desc="cells", dynamic_ncols=True,
+                            bar_format="{desc} {n_fmt}/{total_fmt} |{bar:20}| {elapsed} {postfix}")
+
+    def plan(self, cells: Iterable[Cell]) -> None:
+        for c in cells:
+            self.remaining[c.timing_key] = self.remaining.get(c.timing_key, 0) + 1
+
+    def eta(self) -> str:
+        seconds, untimed = 0.0, 0
+        for key, count in self.remaining.items():
+            if self.timings.get(key):
+                seconds += count * sum(self.timings[key]) / len(self.timings[key])
+            else:
+                untimed += count
+        text = _duration(seconds) if seconds or not untimed else "?"
+        if untimed and seconds:
+            text += f" + {untimed} untimed"
+        return text
+
+    def say(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def start(self, cell: Cell) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{cell.label} · ETA {self.eta()}")
+        elif self.enabled:
+            print(f"[{self.done + 1}/{self.total}] {cell.label} (ETA {self.eta()})", file=self.stream, flush=True)
+
+    def finish(self, cell: Cell, seconds: float | None, ok: bool, message: str = "") -> None:
+        self.done += 1
+        key = cell.timing_key
+        if key in self.remaining:
+            self.remaining[key] = max(0, self.remaining[key] - 1)
+        if ok and seconds is not None:
+            self.timings.setdefault(key, []).append(seconds)
+        if not ok:
+            self.say(f"FAILED {cell.label}: {message}")
+        if self.bar is not None:
+            self.bar.update(1)
+        elif self.enabled and ok:
+            print(f"      done in {_duration(seconds or 0)}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"
+    m, s = divmod(int(round(seconds)), 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
+
+
+class _StudyLock:
+    """One process per study folder: an exclusive ``flock`` on ``<study>/.lock``. The OS drops it when
+    the process dies, however it dies, so a killed run never blocks the next one."""
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / LOCK_NAME
+        self.fd = None
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover -- not POSIX: no locking
+            return self
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(self.fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self.fd)
+            self.fd = None
+            raise UserError(f"study folder {self.path.parent} is in use by another run (pid {holder}); "
+                            f"wait for it to finish or stop it, or use another --dir") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the flock
+            self.fd = None
+
+
+# --- the real pipeline ----------------------------------------------------------------------------
+
+
+class PipelineCells:
+    """The cell function of real studies: pretraining cells run :func:`selfstudy.train.pretrain.pretrain`
+    into ``<study>/pretrain/<cell id>/`` (resuming from its ``last.pt``); downstream cells run
+    finetuning, a linear probe or kNN on the cell's dataset, starting from that checkpoint (or from a
+    random init for ``scratch``).
+
+    Holds only plain data, so it pickles to Ray workers (which need the study folder and the dataset
+    root on shared storage).
+    """
+
+    def __init__(self, spec: Spec, study_dir: str | os.PathLike, data_root: str | os.PathLike | None = None,
+                 progress: bool = False):
+        self.spec = spec
+        self.study_dir = Path(study_dir).resolve()
+        self.data_root = None if data_root is None else str(data_root)
+        self.progress = progress
+        self.data_paths: dict[str, str] = {}
+
+    def prepare(self, plan: Plan, progress: bool = True) -> None:
+        """Render every dataset of the plan that does not exist yet (reused by config hash)."""
+        from selfstudy.data.generate import ensure_dataset
+
+        for bits in plan.datasets:
+            cfg = self.spec.datasets.config(bits)
+            path = ensure_dataset(cfg, root=self.data_root, progress=progress)
+            self.data_paths[bits] = str(Path(path).resolve())
+
+    def checkpoint(self, pretrain_id: str) -> Path:
+        return self.study_dir / "pretrain" / pretrain_id / "final.pt"
+
+    def __call__(self, cell: Cell) -> dict:
+        if cell.dataset not in self.data_paths:
+            self.prepare_one(cell.dataset)
+        if cell.kind == "pretrain":
+            return self._pretrain(cell)
+        return self._downstream(cell)
+
+    def prepare_one(self, bits: str) -> None:
+        from selfstudy.data.generate import ensure_dataset
+
+        path = ensure_dataset(self.spec.datasets.config(bits), root=self.data_root, progress=False)
+        self.data_paths[bits] = str(Path(path).resolve())
+
+    def _pretrain(self, cell: Cell) -> dict:
+        import json
+
+        from selfstudy.data.store import open_dataset
+        from selfstudy.train.pretrain import pretrain
+
+        spec, m = self.spec, self.spec.method(cell.method)
+        out = self.checkpoint(cell.id).parent
+        final = out / "final.pt"
+        t = time.perf_counter()
+        if not final.is_file():
+            ds = open_dataset(self.data_paths[cell.dataset])
+            final = Path(pretrain(ds, cell.method, cell.backbone, res=spec.datasets.res, epochs=m.epochs,
+                                  out=out, seed=cell.seed, overrides=dict(m.overrides), space=spec.space,
+                                  device=spec.device, precision=spec.precision,
+                                  channels_last=spec.channels_last, progress=self.progress))
+        result = {"checkpoint": str(final), "seconds": time.perf_counter() - t, "metrics": {}}
+        log = out / "log.jsonl"
+        if log.is_file():
+            lines = [ln for ln in log.read_text().splitlines() if ln.strip()]
+            if lines:
+                last = json.loads(lines[-1])
+                result["steps"] = last.get("step")
+                result["metrics"] = {k: v for k, v in last.items() if isinstance(v, (int, float))}
+                result["seconds"] = sum(float(json.loads(ln).get("seconds", 0) or 0) for ln in lines) or \
+                    result["seconds"]
+        return result
+
+    def _downstream(self, cell: Cell) -> dict:
+        from selfstudy.data.store import open_dataset
+
+        spec = self.spec
+        ds = open_dataset(self.data_paths[cell.dataset])
+        init = None if cell.pretrain_id is None else str(self.checkpoint(cell.pretrain_id))
+        common = dict(backbone=cell.backbone, n_labels=cell.n_labels, seed=cell.seed, init=init,
+                      device=spec.device, precision=spec.precision, channels_last=spec.channels_last,
+                      space=spec.space, progress=False)
+        options = spec.protocol_options(cell.protocol)
+        if cell.protocol == "finetune":
+            from selfstudy.train import finetune
+
+            return dict(finetune.run(ds, cell.task, budget=finetune.Budget(**options), **common))
+        from selfstudy.train import probe
+
+        fn = getattr(probe, cell.protocol)
+        return dict(fn(ds, cell.task, **common, **options))
+
+
+def describe(plan: Plan) -> str:
+    """The cells of a plan as a text table (for ``selfstudy study cells``)."""
+    lines = [f"{len(plan)} cells: {len(plan.pretrain)} pretraining, {len(plan.downstream)} downstream"]
+    for note in plan.notes:
+        lines.append(f"note: {note}")
+    lines.append("")
+    lines.append(f"{'id':16}  {'kind':10}  {'dataset':7}  {'method':10}  {'backbone':14}  {'seed':>4}  "
+                 f"{'task':16}  {'protocol':8}  {'labels':>7}  needs")
+    for c in plan.all:
+        lines.append(f"{c.id:16}  {c.kind:10}  {Factors.parse(c.dataset).letters:7}  {c.method:10}  "
+                     f"{c.backbone:14}  {c.seed:>4}  {c.task or '':16}  {c.protocol or '':8}  "
+                     f"{'' if c.n_labels is None else c.n_labels:>7}  {c.pretrain_id or ''}")
+    return "\n".join(lines)

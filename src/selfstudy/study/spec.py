@@ -1,0 +1,762 @@
+"""A study spec: the grid a study measures, read from YAML and expanded into cells.
+
+A spec names the datasets (factor strings), the methods (``scratch`` plus self-supervised ones), the
+backbones, tasks, downstream protocols, label counts and seeds, and the budgets. It is validated once,
+here, before anything runs: every error is one line that names the field, what was given and what is
+allowed (:class:`~selfstudy.errors.UserError`).
+
+Expansion gives two kinds of :class:`Cell`:
+
+- **pretraining cells**, one per dataset x SSL method x backbone x seed. Each runs once; every
+  downstream cell of that combination reuses its checkpoint.
+- **downstream cells**, one per dataset x method x backbone x task x protocol x label count x seed.
+  ``scratch`` is the from-scratch baseline under ``finetune``; under ``linear`` and ``knn`` it probes
+  randomly initialised features, a reference floor for the pretrained features. A task that a dataset
+  cannot pose (pose on a fixed-viewpoint dataset) is skipped with a note.
+
+Every cell has a stable id: a hash of its resolved config (the dataset's full generation config, the
+method and its budget, the task, the protocol and its budget, label count, seed, colour space and
+precision; a downstream cell's config includes the id of the pretraining cell it loads). The same spec
+therefore always gives the same ids, and changing anything that changes a result gives new ones. The
+device and ``channels_last`` are not part of a cell's identity: they change speed, not the experiment.
+
+YAML layout (every key optional except ``datasets.factors``; see ``presets/quick.yaml``)::
+
+    name: quick
+    datasets: {factors: [TCVL], n: 18000, res: 32, models_per_class: 220, seed: 0}
+    methods:
+      scratch: {}
+      rotation: {epochs: 12, overrides: {batch_size: 256}}
+    backbones: [resnet9-tiny]
+    tasks: [classification, pose]
+    protocols: [finetune, linear]
+    labels: [100, 300, 1k, 3k]
+    seeds: [0]
+    finetune: {...finetune Budget fields...}
+    linear: {...}   knn: {...}
+    device: auto    precision: bf16    channels_last: true    space: rgb
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import inspect
+import json
+import re
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from selfstudy.config import apply_overrides
+from selfstudy.errors import UserError
+from selfstudy.factors import Factors
+
+SCRATCH = "scratch"
+PROTOCOLS = ("finetune", "linear", "knn")
+PRECISIONS = ("fp32", "bf16", "fp16")
+SPACES = ("rgb", "lab")
+KINDS = ("pretrain", "downstream")
+
+TOP_KEYS = ("name", "datasets", "methods", "backbones", "tasks", "protocols", "labels", "seeds",
+            "finetune", "linear", "knn", "device", "precision", "channels_last", "space")
+DATASET_KEYS = ("factors", "n", "res", "models_per_class", "seed")
+METHOD_KEYS = ("epochs", "overrides")
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_COUNT = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKmM]?)$")
+
+
+# --- the spec -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The datasets of a study: one per factor string, all with the same size and resolution.
+
+    factors: canonical factor bits in TCVL order (``"1111"``); n: images per dataset (all splits);
+    res: image side in pixels; models_per_class: distinct shapes per class (None: the generator's
+    default); seed: the data seed.
+    """
+
+    factors: tuple[str, ...]
+    n: int = 18000
+    res: int = 32
+    models_per_class: int | None = None
+    seed: int = 0
+
+    def config(self, factors: str):
+        """The :class:`selfstudy.data.generate.DatasetConfig` of the dataset with these factors."""
+        from selfstudy.data.generate import DatasetConfig
+
+        kw = {"factors": factors, "n": self.n, "res": self.res, "seed": self.seed, "multi": False}
+        if self.models_per_class is not None:
+            kw["models_per_class"] = self.models_per_class
+        return DatasetConfig(**kw)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One method of a study: ``scratch`` or an SSL method with its pretraining budget.
+
+    epochs: pretraining epochs (real passes over the training split; None: the method's default);
+    overrides: method/training hyper-parameters that differ from the method's defaults.
+    """
+
+    name: str
+    epochs: float | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_scratch(self) -> bool:
+        return self.name == SCRATCH
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated study spec (see the module docstring). Build it with :func:`load_spec` or
+    :func:`spec_from_dict`; :meth:`to_dict` gives back a dict that rebuilds the same spec."""
+
+    name: str
+    datasets: DataSpec
+    methods: tuple[MethodSpec, ...]
+    backbones: tuple[str, ...] = ("resnet9-tiny",)
+    tasks: tuple[str, ...] = ("classification",)
+    protocols: tuple[str, ...] = ("finetune",)
+    labels: tuple[int, ...] = (100, 1000)
+    seeds: tuple[int, ...] = (0,)
+    finetune: Mapping[str, Any] = field(default_factory=dict)
+    linear: Mapping[str, Any] = field(default_factory=dict)
+    knn: Mapping[str, Any] = field(default_factory=dict)
+    device: str = "auto"
+    precision: str = "bf16"
+    channels_last: bool = True
+    space: str = "rgb"
+
+    def method(self, name: str) -> MethodSpec:
+        return next(m for m in self.methods if m.name == name)
+
+    def protocol_options(self, protocol: str) -> dict:
+        return dict(getattr(self, protocol))
+
+    def to_dict(self) -> dict:
+        """A plain (YAML/JSON-serialisable) dict that :func:`spec_from_dict` turns back into this spec."""
+        d = {
+            "name": self.name,
+            "datasets": {"factors": list(self.datasets.factors), "n": self.datasets.n,
+                         "res": self.datasets.res, "models_per_class": self.datasets.models_per_class,
+                         "seed": self.datasets.seed},
+            "methods": {m.name: ({} if m.is_scratch else {"epochs": m.epochs, "overrides": dict(m.overrides)})
+                        for m in self.methods},
+        }
+        for key in TOP_KEYS[3:]:
+            v = getattr(self, key)
+            d[key] = list(v) if isinstance(v, tuple) else (dict(v) if isinstance(v, Mapping) else v)
+        return d
+
+    def cells(self) -> "Plan":
+        """Expand into cells (see :func:`expand`)."""
+        return expand(self)
+
+
+# --- loading --------------------------------------------------------------------------------------
+
+
+def preset_names() -> list[str]:
+    """Names of the specs packaged in ``selfstudy/study/presets``."""
+    folder = resources.files("selfstudy.study") / "presets"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def preset_text(name: str) -> str:
+    """The YAML text of packaged preset ``name``."""
+    if name not in preset_names():
+        raise UserError(f"no preset named {name!r}; presets: {', '.join(preset_names())}")
+    return (resources.files("selfstudy.study") / "presets" / f"{name}.yaml").read_text()
+
+
+def load_spec(source: str | Path, overrides: Iterable[str] = ()) -> Spec:
+    """Read a study spec from a YAML file or a preset name, apply ``key.sub=value`` overrides, validate.
+
+    ``source`` is a path to a ``.yaml`` file, or the name of a packaged preset (``quick``, ``paper``,
+    ``smoke``). Raises :class:`UserError` for a missing source, bad YAML or an invalid spec.
+    """
+    path = Path(source)
+    if path.is_file():
+        text, where = path.read_text(), str(path)
+    elif str(source) in preset_names():
+        text, where = preset_text(str(source)), f"preset {source}"
+    else:
+        raise UserError(f"no spec file or preset named {str(source)!r}: give a path to a .yaml study spec "
+                        f"or one of the presets {', '.join(preset_names())}")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise UserError(f"{where}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise UserError(f"{where}: a study spec is a YAML mapping of keys ({', '.join(TOP_KEYS)}), "
+                        f"got {type(raw).__name__}")
+    raw = _normalise(dict(raw))
+    raw = apply_overrides(raw, list(overrides))
+    return spec_from_dict(raw, where=where)
+
+
+def spec_from_dict(raw: Mapping, where: str = "study spec") -> Spec:
+    """Validate a spec given as a dict (the YAML's content) and build the :class:`Spec`."""
+    raw = _normalise(dict(raw))
+    _no_unknown(raw, TOP_KEYS, where)
+    if raw.get("name") is None:
+        raise UserError(f"{where}: 'name' is missing: give the study a name (letters, digits, '_', '-', '.')")
+    name = raw["name"]
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise UserError(f"{where}: name {name!r} is not allowed: use letters, digits, '_', '-' and '.', "
+                        f"starting with a letter or digit")
+
+    datasets = _data_spec(raw.get("datasets"), where)
+    methods = _methods(raw.get("methods"), where)
+    backbones = _names(raw.get("backbones", Spec.backbones), "backbones", where, _backbone_names())
+    tasks = _tasks(raw.get("tasks", Spec.tasks), where)
+    protocols = _names(raw.get("protocols", Spec.protocols), "protocols", where, PROTOCOLS)
+    labels = _labels(raw.get("labels", Spec.labels), where)
+    seeds = _seeds(raw.get("seeds", Spec.seeds), where)
+
+    device = _choice_str(raw.get("device", Spec.device), "device", where,
+                         "auto, cpu, cuda, cuda:N or mps", _DEVICE)
+    precision = _one_of(raw.get("precision", Spec.precision), "precision", where, PRECISIONS)
+    space = _one_of(raw.get("space", Spec.space), "space", where, SPACES)
+    channels_last = raw.get("channels_last", Spec.channels_last)
+    if not isinstance(channels_last, bool):
+        raise UserError(f"{where}: channels_last must be true or false, got {channels_last!r}")
+
+    options = {p: _mapping(raw.get(p), p, where) for p in PROTOCOLS}
+    for p in PROTOCOLS:
+        _check_protocol_options(p, options[p], where)
+
+    spec = Spec(name=name, datasets=datasets, methods=methods, backbones=backbones, tasks=tasks,
+                protocols=protocols, labels=labels, seeds=seeds, device=device, precision=precision,
+                channels_last=channels_last, space=space, **options)
+    _check_labels(spec, where)
+    return spec
+
+
+def _normalise(raw: dict) -> dict:
+    """Shorthands a YAML author may use, turned into the canonical layout (before overrides apply,
+    so that ``methods.rotation.epochs=5`` works on ``methods: [scratch, rotation]``)."""
+    methods = raw.get("methods")
+    if isinstance(methods, str):
+        methods = [methods]
+    if isinstance(methods, list):
+        out = {}
+        for m in methods:
+            if isinstance(m, str):
+                out[m] = {}
+            elif isinstance(m, Mapping) and len(m) == 1:
+                (k, v), = m.items()
+                out[k] = v
+            else:
+                raise UserError(f"methods: each list entry is a method name or {{name: {{epochs: ...}}}}, "
+                                f"got {m!r}")
+        raw["methods"] = out
+    datasets = raw.get("datasets")
+    if isinstance(datasets, (str, list)):
+        raw["datasets"] = {"factors": datasets}
+    return raw
+
+
+# --- expansion ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work with its stable id.
+
+    kind: ``"pretrain"`` or ``"downstream"``; dataset: factor bits; method/backbone: registry names;
+    seed: the cell's seed (a downstream cell loads the pretraining cell of the same seed);
+    task/protocol/n_labels: downstream only; pretrain_id: the pretraining cell a downstream cell loads
+    (None for scratch); config: the resolved config the id hashes (JSON-serialisable).
+    """
+
+    id: str
+    kind: str
+    dataset: str
+    method: str
+    backbone: str
+    seed: int
+    task: str | None = None
+    protocol: str | None = None
+    n_labels: int | None = None
+    pretrain_id: str | None = None
+    config: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @property
+    def label(self) -> str:
+        """A short human-readable name: ``TCVL rotation resnet9-tiny s0 classification finetune n=100``."""
+        head = f"{Factors.parse(self.dataset).letters} {self.method} {self.backbone} s{self.seed}"
+        if self.kind == "pretrain":
+            return f"pretrain {head}"
+        return f"{head} {self.task} {self.protocol} n={self.n_labels}"
+
+    @property
+    def timing_key(self) -> str:
+        """Cells of the same timing key take about the same time (for the ETA)."""
+        return f"pretrain/{self.method}/{self.backbone}" if self.kind == "pretrain" else \
+            f"{self.protocol}/{self.backbone}"
+
+
+@dataclass
+class Plan:
+    """The cells of a spec: pretraining cells first (in run order), then downstream cells.
+
+    datasets: factor bits -> the dataset's resolved config dict; notes: cells skipped and why.
+    """
+
+    pretrain: list[Cell]
+    downstream: list[Cell]
+    datasets: dict[str, dict]
+    notes: list[str]
+
+    @property
+    def all(self) -> list[Cell]:
+        return self.pretrain + self.downstream
+
+    def __len__(self) -> int:
+        return len(self.pretrain) + len(self.downstream)
+
+
+def cell_id(config: Mapping) -> str:
+    """The stable id of a resolved cell config: 16 hex digits of the SHA-256 of its canonical JSON."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def expand(spec: Spec) -> Plan:
+    """All cells of ``spec``: one pretraining cell per (dataset, SSL method, backbone, seed), reused by
+    every downstream cell of that combination, then the downstream grid (see the module docstring).
+
+    Order: pretraining cells by dataset, method, backbone, seed; downstream cells by seed, dataset,
+    backbone, task, protocol, label count, method, so that a partly finished study already holds
+    comparable scratch and pretrained cells.
+    """
+    data = {f: _dataset_dict(spec.datasets, f) for f in spec.datasets.factors}
+    notes: list[str] = []
+    pretrain: dict[tuple, Cell] = {}
+    for f in spec.datasets.factors:
+        for m in spec.methods:
+            if m.is_scratch:
+                continue
+            for b in spec.backbones:
+                for s in spec.seeds:
+                    cfg = {"kind": "pretrain", "dataset": data[f], "method": m.name, "backbone": b,
+                           "seed": s, "epochs": m.epochs, "overrides": _jsonable(m.overrides),
+                           "space": spec.space, "precision": spec.precision}
+                    pretrain[(f, m.name, b, s)] = Cell(id=cell_id(cfg), kind="pretrain", dataset=f,
+                                                       method=m.name, backbone=b, seed=s, config=cfg)
+
+    budgets = {p: _resolved_options(p, spec.protocol_options(p)) for p in spec.protocols}
+    downstream = []
+    for s in spec.seeds:
+        for f in spec.datasets.factors:
+            for b in spec.backbones:
+                for t in spec.tasks:
+                    why = _task_unavailable(t, f)
+                    if why:
+                        notes.append(f"skipped task {t} on {Factors.parse(f).letters}: {why}")
+                        continue
+                    for p in spec.protocols:
+                        for n in spec.labels:
+                            for m in spec.methods:
+                                pre = None if m.is_scratch else pretrain[(f, m.name, b, s)]
+                                cfg = {"kind": "downstream", "dataset": data[f], "method": m.name,
+                                       "backbone": b, "task": t, "protocol": p, "n_labels": n, "seed": s,
+                                       "budget": budgets[p], "space": spec.space,
+                                       "precision": spec.precision,
+                                       "pretrain": pre.id if pre else None}
+                                downstream.append(Cell(id=cell_id(cfg), kind="downstream", dataset=f,
+                                                       method=m.name, backbone=b, seed=s, task=t,
+                                                       protocol=p, n_labels=n,
+                                                       pretrain_id=pre.id if pre else None, config=cfg))
+    notes = list(dict.fromkeys(notes))
+    # A pretraining cell nobody loads (every task skipped on its dataset) is not worth running.
+    used = {c.pretrain_id for c in downstream}
+    pre_cells = [c for c in pretrain.values() if c.id in used]
+    return Plan(pretrain=pre_cells, downstream=downstream, datasets=data, notes=notes)
+
+
+# --- field validation -----------------------------------------------------------------------------
+
+
+def _no_unknown(raw: Mapping, allowed: Iterable[str], where: str, prefix: str = "") -> None:
+    allowed = list(allowed)
+    for k in raw:
+        if k not in allowed:
+            near = difflib.get_close_matches(str(k), allowed, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise UserError(f"{where}: unknown key {prefix}{k!r}{hint}; allowed: {', '.join(allowed)}")
+
+
+def _mapping(value, key: str, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise UserError(f"{where}: {key} must be a mapping of options, got {value!r}")
+    return dict(value)
+
+
+def _int(value, key: str, where: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UserError(f"{where}: {key} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _data_spec(raw, where: str) -> DataSpec:
+    if raw is None:
+        raise UserError(f"{where}: 'datasets' is missing: give datasets.factors, e.g. [TCVL] or [0000, 1111]")
+    if not isinstance(raw, Mapping):
+        raise UserError(f"{where}: datasets must be a mapping with keys {', '.join(DATASET_KEYS)}, got {raw!r}")
+    _no_unknown(raw, DATASET_KEYS, where, "datasets.")
+    factors = raw.get("factors")
+    if isinstance(factors, (str, int)):
+        factors = [factors]
+    if not factors or not isinstance(factors, list):
+        raise UserError(f"{where}: datasets.factors must be a list of factor strings like [TCVL, 0000], "
+                        f"got {factors!r}")
+    bits = []
+    for f in factors:
+        # YAML reads 0110 as the integer 110 (and 0000 as 0): give the digits back their zeros.
+        s = f"{f:04d}" if isinstance(f, int) and not isinstance(f, bool) else str(f)
+        try:
+            b = Factors.parse(s).bits
+        except UserError as e:
+            raise UserError(f"{where}: datasets.factors: {e}") from None
+        if b in bits:
+            raise UserError(f"{where}: datasets.factors lists {Factors.parse(b).letters} twice")
+        bits.append(b)
+    n = _int(raw.get("n", DataSpec.n), "datasets.n", where, 1)
+    res = _int(raw.get("res", DataSpec.res), "datasets.res", where, 8)
+    mpc = raw.get("models_per_class")
+    if mpc is not None:
+        mpc = _int(mpc, "datasets.models_per_class", where, 1)
+    seed = _int(raw.get("seed", DataSpec.seed), "datasets.seed", where, 0)
+    return DataSpec(factors=tuple(bits), n=n, res=res, models_per_class=mpc, seed=seed)
+
+
+def _methods(raw, where: str) -> tuple[MethodSpec, ...]:
+    if not raw:
+        raise UserError(f"{where}: 'methods' is missing or empty: list scratch and SSL methods, "
+                        f"e.g. [scratch, rotation]")
+    if not isinstance(raw, Mapping):
+        raise UserError(f"{where}: methods must be a list of names or a mapping name -> options, got {raw!r}")
+    allowed = [SCRATCH] + _method_names()
+    out = []
+    for name, opts in raw.items():
+        if name not in allowed:
+            near = difflib.get_close_matches(str(name), allowed, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise UserError(f"{where}: unknown method {name!r}{hint}; allowed: {', '.join(allowed)}")
+        opts = _mapping(opts, f"methods.{name}", where)
+        if name == SCRATCH:
+            if opts:
+                raise UserError(f"{where}: methods.scratch takes no options (it is not pretrained); "
+                                f"its training budget is the 'finetune' section, got {opts!r}")
+            out.append(MethodSpec(SCRATCH))
+            continue
+        _no_unknown(opts, METHOD_KEYS, where, f"methods.{name}.")
+        epochs = opts.get("epochs")
+        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, (int, float))
+                                   or not epochs > 0):
+            raise UserError(f"{where}: methods.{name}.epochs must be a positive number of pretraining "
+                            f"epochs (passes over the training split), got {epochs!r}")
+        overrides = _mapping(opts.get("overrides"), f"methods.{name}.overrides", where)
+        _check_method_overrides(name, overrides, where)
+        out.append(MethodSpec(name, epochs, overrides))
+    return tuple(out)
+
+
+def _names(raw, key: str, where: str, allowed: Iterable[str]) -> tuple[str, ...]:
+    allowed = list(allowed)
+    if isinstance(raw, str):
+        raw = [raw]
+    if not raw or not isinstance(raw, list):
+        raise UserError(f"{where}: {key} must be a non-empty list; allowed: {', '.join(allowed)}")
+    for v in raw:
+        if v not in allowed:
+            near = difflib.get_close_matches(str(v), allowed, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise UserError(f"{where}: unknown {key[:-1] if key.endswith('s') else key} {v!r} in {key}{hint}; "
+                            f"allowed: {', '.join(allowed)}")
+    if len(set(raw)) != len(raw):
+        raise UserError(f"{where}: {key} lists a name twice: {raw}")
+    return tuple(raw)
+
+
+def _tasks(raw, where: str) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        raw = [raw]
+    if not raw or not isinstance(raw, list):
+        raise UserError(f"{where}: tasks must be a non-empty list, e.g. [classification, pose]")
+    out = []
+    for t in raw:
+        out.append(_task_spec(t, where))
+    if len(set(out)) != len(out):
+        raise UserError(f"{where}: tasks lists a task twice: {raw}")
+    return tuple(out)
+
+
+def _parse_count(v) -> int | None:
+    """A label count: an int, or a string like ``1k``/``2.5k``/``1m``."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if isinstance(v, str):
+        m = _COUNT.match(v.strip())
+        if m:
+            x = float(m.group(1)) * {"": 1, "k": 1000, "m": 1000000}[m.group(2).lower()]
+            return int(x) if x.is_integer() else None
+    return None
+
+
+def _labels(raw, where: str) -> tuple[int, ...]:
+    if isinstance(raw, (int, str)) and not isinstance(raw, bool):
+        raw = [raw]
+    if not raw or not isinstance(raw, list):
+        raise UserError(f"{where}: labels must be a non-empty list of label counts, e.g. [100, 1k, 10k]")
+    out = []
+    for v in raw:
+        n = _parse_count(v)
+        if n is None or n < 1:
+            raise UserError(f"{where}: label count {v!r} is not allowed: label counts are positive whole "
+                            f"numbers (100, 1000, or 1k)")
+        out.append(n)
+    if len(set(out)) != len(out):
+        raise UserError(f"{where}: labels lists a count twice: {raw}")
+    return tuple(sorted(out))
+
+
+def _seeds(raw, where: str) -> tuple[int, ...]:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = [raw]
+    if not raw or not isinstance(raw, list):
+        raise UserError(f"{where}: seeds must be a non-empty list of whole numbers >= 0, e.g. [0, 1, 2]")
+    out = tuple(_int(s, "each seed", where, 0) for s in raw)
+    if len(set(out)) != len(out):
+        raise UserError(f"{where}: seeds lists a seed twice: {raw}")
+    return out
+
+
+def _one_of(value, key: str, where: str, allowed: Iterable[str]) -> str:
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise UserError(f"{where}: {key} {value!r} is not allowed; allowed: {', '.join(allowed)}")
+    return value
+
+
+def _choice_str(value, key: str, where: str, allowed: str, pattern: re.Pattern) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise UserError(f"{where}: {key} {value!r} is not allowed; allowed: {allowed}")
+    return value
+
+
+# --- what the other packages allow (imported lazily: they pull in torch) --------------------------
+
+
+def _method_names() -> list[str]:
+    from selfstudy.methods import METHODS
+
+    return sorted(METHODS)
+
+
+def _backbone_names() -> list[str]:
+    from selfstudy.models import BACKBONES
+
+    return list(BACKBONES)
+
+
+def _task_spec(t, where: str) -> str:
+    """The canonical spelling of task ``t`` (a registry name, maybe with arguments: ``pose(bins=24)``)."""
+    import selfstudy.tasks as tasks
+
+    if not isinstance(t, str):
+        raise UserError(f"{where}: a task is a name like classification or pose, got {t!r}")
+    get = getattr(tasks, "get_task", None)
+    if get is not None:
+        try:
+            return get(t).spec
+        except UserError as e:
+            raise UserError(f"{where}: tasks: {e}") from None
+    if t not in tasks.TASKS:
+        raise UserError(f"{where}: unknown task {t!r}; allowed: {', '.join(tasks.TASKS)}")
+    return t
+
+
+def _task_object(t: str):
+    import selfstudy.tasks as tasks
+
+    get = getattr(tasks, "get_task", None)
+    if get is not None:
+        return get(t)
+    obj = tasks.TASKS[t]
+    return obj() if isinstance(obj, type) else obj
+
+
+def _task_unavailable(t: str, factors: str) -> str:
+    """Why task ``t`` cannot run on the dataset with these factor bits ("" if it can)."""
+    a = _task_object(t).available(factors)
+    return "" if a else (getattr(a, "reason", "") or "not available on this dataset")
+
+
+def _check_method_overrides(name: str, overrides: Mapping, where: str) -> None:
+    """Reject hyper-parameter overrides the method's Config does not have, or values it refuses."""
+    from selfstudy.methods import METHODS
+
+    cfg_cls = getattr(METHODS[name], "Config", None)
+    if cfg_cls is None or not is_dataclass(cfg_cls):
+        return
+    allowed = [f.name for f in fields(cfg_cls)]
+    extra = _train_override_keys()
+    for k in overrides:
+        if k not in allowed and k not in extra:
+            near = difflib.get_close_matches(str(k), allowed + extra, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise UserError(f"{where}: unknown option methods.{name}.overrides.{k}{hint}; allowed: "
+                            f"{', '.join(allowed + extra)}")
+    known = {k: v for k, v in overrides.items() if k in allowed}
+    try:
+        cfg = cfg_cls(**known)
+    except TypeError as e:
+        raise UserError(f"{where}: methods.{name}.overrides: {e}") from None
+    validate = getattr(cfg, "validate", None)
+    if validate is not None:
+        try:
+            validate()
+        except UserError as e:
+            raise UserError(f"{where}: methods.{name}.overrides: {e}") from None
+
+
+def _train_override_keys() -> list[str]:
+    """Training-loop fields a pretraining override may set besides the method's own Config."""
+    try:
+        from selfstudy.train.loop import TrainConfig
+    except ImportError:
+        return []
+    return [f.name for f in fields(TrainConfig)]
+
+
+def _protocol_target(protocol: str):
+    """(options class or function) whose fields/parameters a protocol's options may set."""
+    if protocol == "finetune":
+        from selfstudy.train import finetune
+
+        return getattr(finetune, "Budget", None)
+    from selfstudy.train import probe
+
+    return getattr(probe, protocol, None)
+
+
+# Arguments of probe.linear/knn the runner itself fills from the cell: not user options.
+_RUNNER_ARGS = {"ds", "data", "task", "backbone", "n_labels", "seed", "init", "device", "precision",
+                "channels_last", "space", "progress", "budget", "checkpoint", "features"}
+
+
+def _check_protocol_options(protocol: str, options: Mapping, where: str) -> None:
+    """Reject options the protocol does not take (finetune: Budget fields; linear/knn: keyword
+    arguments of :mod:`selfstudy.train.probe`), and budget values Budget refuses."""
+    if not options:
+        return
+    try:
+        target = _protocol_target(protocol)
+    except ImportError:
+        return
+    if target is None:
+        return
+    if is_dataclass(target):
+        allowed = [f.name for f in fields(target)]
+    else:
+        params = inspect.signature(target).parameters
+        allowed = [p for p, v in params.items()
+                   if p not in _RUNNER_ARGS and v.kind in (v.KEYWORD_ONLY, v.POSITIONAL_OR_KEYWORD)]
+    for k in options:
+        if k not in allowed:
+            near = difflib.get_close_matches(str(k), allowed, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise UserError(f"{where}: unknown option {protocol}.{k}{hint}; allowed: {', '.join(allowed)}")
+    if is_dataclass(target):
+        try:
+            budget = target(**options)
+        except TypeError as e:
+            raise UserError(f"{where}: {protocol}: {e}") from None
+        validate = getattr(budget, "validate", None)
+        if validate is not None:
+            try:
+                validate()
+            except UserError as e:
+                raise UserError(f"{where}: {protocol}: {e}") from None
+
+
+def _resolved_options(protocol: str, options: Mapping) -> dict:
+    """A protocol's options with every default filled in (what the cell id hashes)."""
+    try:
+        target = _protocol_target(protocol)
+    except ImportError:
+        target = None
+    if target is not None and is_dataclass(target):
+        return _jsonable(asdict(target(**options)))
+    return _jsonable(dict(options))
+
+
+def _dataset_dict(data: DataSpec, factors: str) -> dict:
+    """The resolved generation config of one dataset (every generator default filled in)."""
+    try:
+        cfg = data.config(factors)
+    except ImportError:
+        return {"factors": factors, "n": data.n, "res": data.res, "seed": data.seed,
+                "models_per_class": data.models_per_class, "multi": False}
+    return _jsonable(cfg.to_dict())
+
+
+def _check_labels(spec: Spec, where: str) -> None:
+    """Every label count must fit in the training split every dataset will have, with ``n / 10`` images
+    per class (subsets are class-balanced)."""
+    for f in spec.datasets.factors:
+        sizes = _split_sizes(spec.datasets, f)
+        if sizes is None:
+            continue
+        train = sizes.get("train")
+        per_class = sizes.get("train_per_class")
+        name = Factors.parse(f).letters
+        for n in spec.labels:
+            if train is not None and n > train:
+                raise UserError(f"{where}: label count {n} is larger than the training split of dataset "
+                                f"{name} ({train} images of datasets.n={spec.datasets.n}); allowed: at most "
+                                f"{train}, or raise datasets.n")
+            if per_class is not None and -(-n // 10) > per_class:
+                raise UserError(f"{where}: label count {n} needs {-(-n // 10)} images per class but dataset "
+                                f"{name}'s training split has only {per_class} of its smallest class; "
+                                f"allowed: at most {per_class * 10}, or raise datasets.n")
+
+
+def _split_sizes(data: DataSpec, factors: str) -> dict | None:
+    """Image counts of the splits the dataset config will produce: ``{"train": int, ...}`` plus
+    ``"train_per_class"`` (the smallest class) when the generator can tell; None if it cannot."""
+    try:
+        cfg = data.config(factors)
+    except ImportError:
+        return None
+    for attr in ("split_sizes", "split_counts"):
+        fn = getattr(cfg, attr, None)
+        if fn is not None:
+            return dict(fn())
+    return None
+
+
+def _jsonable(value):
+    """A JSON round-trip of ``value`` (tuples become lists), so configs compare equal after storage."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))

@@ -1,0 +1,168 @@
+"""The report from synthetic rows: self-contained HTML with every figure, bounds, flags and the CSV."""
+
+import csv
+import math
+import re
+
+import pytest
+
+from selfstudy.errors import UserError
+from selfstudy.study.report import analyse, build_report, summary_table_text
+
+NS = [100, 300, 1000, 3000]
+SHIFT = {"rotation": 4.0, "simclr": 1.5}  # pretrained(n) = scratch(shift * n): utility = shift - 1
+
+
+def scratch_acc(n: float, dataset: str) -> float:
+    base = 0.25 if dataset == "1111" else 0.35
+    return base + 0.15 * math.log(n / 100) / math.log(3)
+
+
+def make_rows(datasets=("1111", "0000"), methods=("rotation", "simclr"), tasks=("classification", "pose-regression"),
+              seeds=(0, 1), linear=True):
+    rows = []
+
+    def add(dataset, task, method, protocol, n, seed, acc, improving=False):
+        error = task == "pose-regression"
+        value = 90.0 * (1.0 - acc) if error else acc
+        rows.append({
+            "cell_id": f"{dataset}-{task}-{method}-{protocol}-{n}-{seed}", "dataset": dataset, "method": method,
+            "backbone": "resnet9-tiny", "task": task, "protocol": protocol, "n_labels": n, "seed": seed,
+            "status": "done", "metric": "angular_error" if error else "accuracy", "higher_is_better": not error,
+            "test": value, "val": value, "test_last": value, "still_improving": improving, "steps": 300,
+            "seconds": 7.5, "metrics": {"accuracy": acc, "loss": 1.0}, "config": {"lr": 0.001, "epochs": 10}})
+
+    for d in datasets:
+        for t in tasks:
+            for n in NS:
+                for s in seeds:
+                    noise = 0.004 * (1 if s % 2 else -1)
+                    add(d, t, "scratch", "finetune", n, s, scratch_acc(n, d) + noise,
+                        improving=(d, t, n, s) == ("1111", "classification", 1000, 0))
+                    for m in methods:
+                        add(d, t, m, "finetune", n, s, scratch_acc(SHIFT[m] * n, d) + noise)
+                        if linear:
+                            add(d, t, m, "linear", n, s, 0.8 * scratch_acc(SHIFT[m] ** 2 * n, d) + noise)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    rows = make_rows()
+    result = build_report(rows, out, spec={"name": "toy", "datasets": ["1111", "0000"]},
+                          meta={"database": "study.sqlite"}, bootstrap=200)
+    return rows, result
+
+
+def test_html_is_self_contained_with_every_figure(full_report):
+    rows, result = full_report
+    page = result["html"].read_text()
+    # accuracy + utility for 2 tasks, factor comparison, linear vs finetune
+    assert len(result["figures"]) == 6
+    assert page.count('<img src="data:image/png;base64,') == len(result["figures"])
+    for path in result["figures"]:
+        assert path.exists() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert path.parent == result["html"].parent
+    # Nothing refers to a file or a remote resource: only embedded data and in-page anchors.
+    for ref in re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)["']""", page):
+        assert ref.startswith("data:") or ref.startswith("#"), ref
+    assert "<link" not in page and "<script" not in page
+    assert "toy" in page and "study.sqlite" in page
+
+
+def test_summary_values_bounds_and_flags(full_report):
+    rows, result = full_report
+    page = result["html"].read_text()
+    summary = {(r["dataset"], r["task"], r["method"], r["n"]): r for r in result["summary"]}
+    assert len(summary) == 2 * 2 * 2 * 4
+    # simclr is scratch shifted x1.5 in labels on a log-linear curve: utility 0.5 inside the range.
+    for t in ("classification", "pose-regression"):
+        r = summary[("0000", t, "simclr", 1000)]
+        assert r["kind"] == "value" and r["utility"] == pytest.approx(0.5, abs=1e-6)
+    # rotation at 3000 labels matches scratch at 12000 > N_max = 3000: only U >= 3000/3000 - 1.
+    r = summary[("1111", "classification", "rotation", 3000)]
+    assert r["kind"] == "lower" and r["utility"] == pytest.approx(0.0) and r["text"].startswith("≥ 0.00")
+    # the still-improving scratch cell (1111, classification, 1000 labels) flags utilities read from it
+    assert summary[("1111", "classification", "rotation", 300)]["still_improving"]  # n_s = 1200 uses 1000
+    assert not summary[("0000", "classification", "rotation", 300)]["still_improving"]
+    assert "≥ 0.00" in page and "†" in page and "Honesty note" in page
+    assert "1111-classification-scratch-finetune-1000-0" in page  # listed by name
+    assert "utility_resnet9-tiny_classification.png" in page
+    assert "Spearman" in page
+
+
+def test_csv_has_one_line_per_row(full_report):
+    rows, result = full_report
+    lines = result["csv"].read_text().splitlines()
+    assert len(lines) == len(rows) + 1
+    parsed = list(csv.DictReader(lines))
+    assert parsed[0]["cell_id"] == rows[0]["cell_id"]
+    assert float(parsed[0]["test"]) == pytest.approx(rows[0]["test"])
+
+
+def test_factor_and_correlation_results(full_report):
+    _, result = full_report
+    # Utilities here do not depend on the dataset, so every factor's on - off difference is 0.
+    entry = next(e for e in result["factors"] if (e["task"], e["method"]) == ("classification", "simclr"))
+    assert entry["n"] == 100 and set(entry["factors"]) == set("TCVL")
+    assert all(f["delta"] == pytest.approx(0.0, abs=1e-9) for f in entry["factors"].values())
+    pooled = next(c for c in result["correlations"]
+                  if (c["task"], c["scope"], c["against"]) == ("classification", "all", "finetune"))
+    assert pooled["n"] == 2 * 2 * 4 and pooled["spearman"] > 0.9
+
+
+def test_only_scratch_rows_render(tmp_path):
+    rows = make_rows(datasets=("1111",), methods=(), tasks=("classification",), seeds=(0,), linear=False)
+    result = build_report(rows, tmp_path / "r.html")
+    page = result["html"].read_text()
+    assert result["summary"] == []
+    assert len(result["figures"]) == 1  # accuracy only
+    assert page.count('<img src="data:image/png;base64,') == 1
+    assert "No utility" in page and "Too few paired points" in page and "Only one dataset" in page
+    assert "no utility" in summary_table_text(rows)
+
+
+def test_one_seed_one_task_no_linear_and_skipped_rows(tmp_path):
+    rows = make_rows(datasets=("0110",), methods=("rotation",), tasks=("pose-regression",), seeds=(0,),
+                     linear=False)
+    rows.append(dict(rows[0], cell_id="broken", test=float("nan")))
+    rows.append(dict(rows[0], cell_id="queued", status="pending"))
+    rows.append(dict(rows[0], cell_id="crashed", status="failed", test=None, error="Traceback:\n  boom"))
+    result = build_report(rows, tmp_path / "sub" / "r.html", bootstrap=50)
+    page = result["html"].read_text()
+    assert len(result["figures"]) == 2  # accuracy and utility
+    assert "broken" in page and "not a finite number" in page and "queued" in page and "crashed" in page
+    assert len(result["csv"].read_text().splitlines()) == len(rows) + 1
+    # One seed: the interval collapses, the table shows the plain value.
+    r = next(r for r in result["summary"] if r["n"] == 300)
+    assert r["text"] == "3.00" and r["ci_low"] == r["ci_high"]
+
+
+def test_summary_table_text_lists_each_method_at_each_n():
+    rows = make_rows(datasets=("1111",), tasks=("classification",), linear=False)
+    text = summary_table_text(rows, bootstrap=50)
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("dataset"))
+    assert all(f"n={n}" in header for n in NS)
+    rot = next(line for line in lines if " rotation " in line)
+    assert "3.00" in rot and "≥ 0.00" in rot and "†" in rot
+    assert "still improving" in text
+
+
+def test_report_path_that_is_a_folder_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="folder"):
+        build_report(make_rows(), tmp_path)
+
+
+def test_analysis_is_deterministic_and_takes_the_paper_rule():
+    rows = make_rows(datasets=("1111",), tasks=("classification",), linear=False)
+    a = analyse(rows, bootstrap=100, seed=5).groups[0].utility
+    b = analyse(rows, bootstrap=100, seed=5).groups[0].utility
+    assert a == b
+    # rotation at 100 reaches scratch(400): raw-linear between 300 and 1000 on a log-linear curve.
+    paper = analyse(rows, utility_method="paper", bootstrap=0).groups[0].utility["rotation"][0]
+    n_s = 300 + 700 * math.log(4 / 3) / math.log(10 / 3)
+    assert paper.value == pytest.approx(n_s / 100 - 1)
+    with pytest.raises(UserError, match="utility method"):
+        analyse(rows, utility_method="spline")
