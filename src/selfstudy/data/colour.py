@@ -38,11 +38,17 @@ PAPER_STATS = {
 }
 
 
-def _channels_last(x: torch.Tensor, dim: int) -> torch.Tensor:
-    if x.shape[dim] != 3:
+def _check_channels(x: torch.Tensor, dim: int) -> None:
+    if x.ndim == 0 or x.shape[dim] != 3:
         raise UserError(f"colour conversion needs 3 channels in dimension {dim}, got shape "
                         f"{tuple(x.shape)}")
-    return x.movedim(dim, -1)
+
+
+def _mix(m: torch.Tensor, c: tuple[torch.Tensor, ...], dim: int) -> torch.Tensor:
+    """Apply the 3x3 matrix ``m`` to channels ``c`` and stack them along ``dim``. Three weighted sums
+    of planes run faster than a matmul over a strided channels-last view."""
+    w = m.tolist()
+    return torch.stack([w[i][0] * c[0] + w[i][1] * c[1] + w[i][2] * c[2] for i in range(3)], dim=dim)
 
 
 def rgb_to_lab(x: torch.Tensor, dim: int = -3) -> torch.Tensor:
@@ -52,30 +58,28 @@ def rgb_to_lab(x: torch.Tensor, dim: int = -3) -> torch.Tensor:
     L in [0, 100], a and b roughly in [-128, 127]. White -> (100, 0, 0); pure red -> (53.24, 80.09, 67.20).
     Computed in float32 with autocast off, because bf16 would cost ~1 L unit.
     """
+    _check_channels(x, dim)
     with torch.autocast(x.device.type, enabled=False):
-        c = _channels_last(x, dim).float()
+        c = x.float()
         lin = torch.where(c > 0.04045, ((c + 0.055) / 1.055).clamp_min(0).pow(2.4), c / 12.92)
-        m = (_XYZ_FROM_RGB / _WHITE_D65[:, None]).to(c)  # fold the white point into the matrix
-        t = lin @ m.T
+        t = _mix(_XYZ_FROM_RGB / _WHITE_D65[:, None], lin.unbind(dim), dim)  # XYZ / white
         f = torch.where(t > _EPS, t.clamp_min(_EPS).pow(1 / 3), _KAPPA * t + 16 / 116)
-        fx, fy, fz = f.unbind(-1)
-        lab = torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=-1)
-        return lab.movedim(-1, dim)
+        fx, fy, fz = f.unbind(dim)
+        return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=dim)
 
 
 def lab_to_rgb(x: torch.Tensor, dim: int = -3) -> torch.Tensor:
     """CIELAB (D65) -> sRGB in [0, 1] (clipped, as ``skimage.color.lab2rgb`` does). Shapes as
     :func:`rgb_to_lab`."""
+    _check_channels(x, dim)
     with torch.autocast(x.device.type, enabled=False):
-        lab = _channels_last(x, dim).float()
-        L, a, b = lab.unbind(-1)
+        L, a, b = x.float().unbind(dim)
         fy = (L + 16) / 116
-        f = torch.stack([fy + a / 500, fy, fy - b / 200], dim=-1)
+        f = torch.stack([fy + a / 500, fy, fy - b / 200], dim=dim)
         t = torch.where(f > 0.2068966, f.pow(3), (f - 16 / 116) / _KAPPA)  # 0.2068966 = cbrt(_EPS)
-        m = (_RGB_FROM_XYZ * _WHITE_D65[None, :]).to(t)
-        lin = t @ m.T
+        lin = _mix(_RGB_FROM_XYZ * _WHITE_D65[None, :], t.unbind(dim), dim)
         rgb = torch.where(lin > 0.0031308, 1.055 * lin.clamp_min(0).pow(1 / 2.4) - 0.055, 12.92 * lin)
-        return rgb.clamp(0, 1).movedim(-1, dim)
+        return rgb.clamp(0, 1)
 
 
 def luma(x: torch.Tensor) -> torch.Tensor:
