@@ -12,7 +12,7 @@ centred on the bounding-box centre, largest bounding-box side 1.0. Units before 
 are metres, which is why the class programs read like furniture dimensions.
 
 Speed: the curved primitives are built once per resolution and placed by affine transforms, so one
-model costs about a millisecond (see the report in ``tests/scene/test_shapes.py``'s module docs).
+model costs about half a millisecond and a few hundred triangles (about 15 KB).
 """
 
 from __future__ import annotations
@@ -186,13 +186,17 @@ def _rot(axis: int, angle: float) -> np.ndarray:
     return r
 
 
-def _frame_z(d: np.ndarray) -> np.ndarray:
-    """A rotation taking +z to the direction of ``d`` (3,), as a (3, 3) matrix."""
-    w = d / np.linalg.norm(d)
-    a = (1.0, 0.0, 0.0) if abs(w[0]) < 0.9 else (0.0, 1.0, 0.0)
-    u = np.cross(a, w)
-    u /= np.linalg.norm(u)
-    return np.stack([u, np.cross(w, u), w], 1)
+def _frame_z(d) -> np.ndarray:
+    """A rotation (3, 3) taking +z to the direction of ``d`` and +y to the part of +y across it.
+
+    So a part's local y stays "sideways" in the object (and a vertical axis gives the identity);
+    when ``d`` is along y, local y goes to +x instead.
+    """
+    w = _arr(d) / np.linalg.norm(d)
+    across = np.array([0.0, 1.0, 0.0]) if abs(w[1]) < 0.99 else np.array([1.0, 0.0, 0.0])
+    a = across - (across @ w) * w
+    a /= np.linalg.norm(a)
+    return np.stack([np.cross(a, w), a, w], 1)
 
 
 _I3 = np.eye(3)
@@ -231,17 +235,18 @@ class _Builder:
         """Box of ``size`` (3,) along its local axes, rotated by ``rot`` about ``centre``."""
         self.place(_box_prim(), size, rot, centre)
 
-    def beam(self, p0, p1, width: float, height: float | None = None) -> None:
-        """Box from point ``p0`` to ``p1`` with a ``width`` x ``height`` cross-section."""
+    def beam(self, p0, p1, width: float, thick: float | None = None) -> None:
+        """Box from point ``p0`` to ``p1``: ``width`` across the object (along y, or x for beams
+        along y), ``thick`` (default ``width``) along the remaining direction."""
         p0, p1 = _arr(p0), _arr(p1)
         d = p1 - p0
-        self.place(_box_prim(), (width, height or width, np.linalg.norm(d)), _frame_z(d), (p0 + p1) / 2)
+        self.place(_box_prim(), (thick or width, width, np.linalg.norm(d)), _frame_z(d), (p0 + p1) / 2)
 
     def cylinder(self, p0, p1, r0: float, r1: float | None = None, segs: int = 12,
                  ry: float | None = None) -> None:
         """Frustum from ``p0`` (radius ``r0``) to ``p1`` (radius ``r1``, default ``r0``).
 
-        ``ry`` makes the cross-section elliptic (only meant for vertical axes, where it is the y radius).
+        ``ry`` makes the cross-section elliptic: the radius across the object (see :meth:`beam`).
         """
         p0, p1 = _arr(p0), _arr(p1)
         r1 = r0 if r1 is None else r1
@@ -310,6 +315,13 @@ def _pick(rng: np.random.Generator, options: Sequence, weights: Sequence[float])
     return options[bisect.bisect_right(cum, rng.random() * cum[-1])]
 
 
+def _by_kind(rng: np.random.Generator, kind: str, ranges: dict[str, tuple[float, float]],
+             default: tuple[float, float] | None = None) -> float:
+    """A uniform draw from the (low, high) range listed for ``kind``, else from ``default``."""
+    low, high = ranges.get(kind, default)
+    return float(rng.uniform(low, high))
+
+
 def _chance(rng: np.random.Generator, p: float) -> bool:
     return bool(rng.random() < p)
 
@@ -322,7 +334,7 @@ def _arc(b: _Builder, centre, radius: float, a0: float, a1: float, pieces: int, 
     angles = np.linspace(a0, a1, pieces + 1)
     pts = [(cx + radius * math.cos(a), y, cz + radius * math.sin(a)) for a in angles]
     for p, q in zip(pts[:-1], pts[1:]):
-        b.beam(p, q, thick, width)
+        b.beam(p, q, width, thick)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -351,9 +363,9 @@ def _wing(b: _Builder, root_le, root_chord: float, tip_le, tip_chord: float, thi
 def _airplane(rng: np.random.Generator, b: _Builder) -> None:
     kind = _pick(rng, ("airliner", "bizjet", "prop", "fighter", "glider"), (3, 2, 2.5, 2, 1))
     length = 1.0
-    radius = length * {"airliner": rng.uniform(0.045, 0.065), "bizjet": rng.uniform(0.05, 0.07),
-                       "prop": rng.uniform(0.05, 0.08), "fighter": rng.uniform(0.04, 0.055),
-                       "glider": rng.uniform(0.03, 0.045)}[kind]
+    radius = length * _by_kind(rng, kind, {"airliner": (0.045, 0.065), "bizjet": (0.05, 0.07),
+                       "prop": (0.05, 0.08), "fighter": (0.04, 0.055),
+                       "glider": (0.03, 0.045)})
     nose_len = rng.uniform(1.5, 3.0) * radius if kind != "fighter" else rng.uniform(4.0, 6.0) * radius
     tail_len = rng.uniform(0.22, 0.32) * length
     x_nose = length / 2 - nose_len
@@ -367,17 +379,17 @@ def _airplane(rng: np.random.Generator, b: _Builder) -> None:
                  (rng.uniform(0.08, 0.14), radius * 0.6, radius * 0.75))
 
     # Main wing: span relative to the fuselage length, taper and sweep define the planform.
-    span = {"airliner": rng.uniform(0.85, 1.1), "bizjet": rng.uniform(0.8, 1.0),
-            "prop": rng.uniform(1.1, 1.5), "fighter": rng.uniform(0.5, 0.75),
-            "glider": rng.uniform(1.8, 2.6)}[kind] * length
-    chord = {"airliner": rng.uniform(0.16, 0.24), "bizjet": rng.uniform(0.14, 0.2),
-             "prop": rng.uniform(0.12, 0.18), "fighter": rng.uniform(0.35, 0.5),
-             "glider": rng.uniform(0.07, 0.1)}[kind] * length
-    taper = {"fighter": rng.uniform(0.05, 0.3), "prop": rng.uniform(0.5, 1.0),
-             "glider": rng.uniform(0.35, 0.6)}.get(kind, rng.uniform(0.25, 0.45))
-    sweep = {"airliner": rng.uniform(0.4, 0.65), "bizjet": rng.uniform(0.3, 0.55),
-             "prop": rng.uniform(0.0, 0.08), "fighter": rng.uniform(0.6, 1.0),
-             "glider": rng.uniform(0.0, 0.05)}[kind]
+    span = _by_kind(rng, kind, {"airliner": (0.85, 1.1), "bizjet": (0.8, 1.0),
+            "prop": (1.1, 1.5), "fighter": (0.5, 0.75),
+            "glider": (1.8, 2.6)}) * length
+    chord = _by_kind(rng, kind, {"airliner": (0.16, 0.24), "bizjet": (0.14, 0.2),
+             "prop": (0.12, 0.18), "fighter": (0.35, 0.5),
+             "glider": (0.07, 0.1)}) * length
+    taper = _by_kind(rng, kind, {"fighter": (0.05, 0.3), "prop": (0.5, 1.0),
+             "glider": (0.35, 0.6)}, (0.25, 0.45))
+    sweep = _by_kind(rng, kind, {"airliner": (0.4, 0.65), "bizjet": (0.3, 0.55),
+             "prop": (0.0, 0.08), "fighter": (0.6, 1.0),
+             "glider": (0.0, 0.05)})
     dihedral = rng.uniform(-0.02, 0.1) if kind != "glider" else rng.uniform(0.03, 0.1)
     z_wing = radius * _pick(rng, (-0.6, 0.0, 0.75), (3, 1, 2) if kind == "prop" else (4, 1, 1))
     x_wing = rng.uniform(0.02, 0.14) * length if kind != "fighter" else rng.uniform(-0.05, 0.05)
@@ -411,8 +423,7 @@ def _airplane(rng: np.random.Generator, b: _Builder) -> None:
             y = side * (radius + nacelle_r * 1.1)
             b.cylinder((x_eng - nacelle_len, y, radius * 0.5), (x_eng, y, radius * 0.5),
                        nacelle_r * 0.8, nacelle_r)
-            b.beam((x_eng - nacelle_len / 2, 0, radius * 0.5), (x_eng - nacelle_len / 2, y, radius * 0.5),
-                   nacelle_r * 0.4, nacelle_len * 0.5)
+            b.box((x_eng - nacelle_len / 2, y / 2, radius * 0.5), (nacelle_len * 0.5, abs(y), nacelle_r * 0.4))
         if count == 3:
             b.cylinder((x_eng - nacelle_len, 0, radius * 1.2), (x_eng, 0, radius * 1.2),
                        nacelle_r * 0.8, nacelle_r)
@@ -480,19 +491,19 @@ def _airplane(rng: np.random.Generator, b: _Builder) -> None:
 
 def _car(rng: np.random.Generator, b: _Builder) -> None:
     kind = _pick(rng, ("sedan", "hatchback", "pickup", "van", "suv", "coupe"), (3, 2, 1.5, 1.2, 1.8, 1.5))
-    length = {"sedan": rng.uniform(4.3, 5.0), "hatchback": rng.uniform(3.6, 4.3),
-              "pickup": rng.uniform(5.0, 5.8), "van": rng.uniform(4.6, 5.4),
-              "suv": rng.uniform(4.3, 5.0), "coupe": rng.uniform(4.2, 4.7)}[kind]
+    length = _by_kind(rng, kind, {"sedan": (4.3, 5.0), "hatchback": (3.6, 4.3),
+              "pickup": (5.0, 5.8), "van": (4.6, 5.4),
+              "suv": (4.3, 5.0), "coupe": (4.2, 4.7)})
     width = rng.uniform(1.7, 1.95)
-    wheel_r = {"suv": rng.uniform(0.36, 0.42), "pickup": rng.uniform(0.37, 0.43),
-               "van": rng.uniform(0.32, 0.37)}.get(kind, rng.uniform(0.29, 0.34))
-    clearance = {"suv": rng.uniform(0.25, 0.32), "pickup": rng.uniform(0.3, 0.38),
-                 "coupe": rng.uniform(0.12, 0.16)}.get(kind, rng.uniform(0.16, 0.22))
-    belt = clearance + {"van": rng.uniform(0.65, 0.8), "suv": rng.uniform(0.6, 0.72),
-                        "pickup": rng.uniform(0.6, 0.75), "coupe": rng.uniform(0.42, 0.5)
-                        }.get(kind, rng.uniform(0.48, 0.58))
-    roof = belt + {"van": rng.uniform(0.7, 0.9), "coupe": rng.uniform(0.36, 0.44),
-                   "suv": rng.uniform(0.55, 0.68)}.get(kind, rng.uniform(0.44, 0.56))
+    wheel_r = _by_kind(rng, kind, {"suv": (0.36, 0.42), "pickup": (0.37, 0.43),
+               "van": (0.32, 0.37)}, (0.29, 0.34))
+    clearance = _by_kind(rng, kind, {"suv": (0.25, 0.32), "pickup": (0.3, 0.38),
+                 "coupe": (0.12, 0.16)}, (0.16, 0.22))
+    belt = clearance + _by_kind(rng, kind, {"van": (0.65, 0.8), "suv": (0.6, 0.72),
+                        "pickup": (0.6, 0.75), "coupe": (0.42, 0.5)
+                        }, (0.48, 0.58))
+    roof = belt + _by_kind(rng, kind, {"van": (0.7, 0.9), "coupe": (0.36, 0.44),
+                   "suv": (0.55, 0.68)}, (0.44, 0.56))
     front, rear = length / 2, -length / 2
 
     # Lower body: a side profile with a sloping nose, extruded across the width.
@@ -505,10 +516,10 @@ def _car(rng: np.random.Generator, b: _Builder) -> None:
     b.prism(body, -width / 2, width / 2)
 
     # Greenhouse: trapezoid from the belt line to the roof; where it sits is what tells the types apart.
-    hood = {"van": rng.uniform(0.35, 0.7), "pickup": rng.uniform(1.3, 1.7), "coupe": rng.uniform(1.3, 1.6),
-            "suv": rng.uniform(0.9, 1.2)}.get(kind, rng.uniform(1.0, 1.35))
-    screen = {"van": rng.uniform(0.3, 0.7), "coupe": rng.uniform(0.75, 1.0),
-              "suv": rng.uniform(0.45, 0.65)}.get(kind, rng.uniform(0.55, 0.8))
+    hood = _by_kind(rng, kind, {"van": (0.35, 0.7), "pickup": (1.3, 1.7), "coupe": (1.3, 1.6),
+            "suv": (0.9, 1.2)}, (1.0, 1.35))
+    screen = _by_kind(rng, kind, {"van": (0.3, 0.7), "coupe": (0.75, 1.0),
+              "suv": (0.45, 0.65)}, (0.55, 0.8))
     cab_front = front - hood
     roof_front = cab_front - screen
     if kind == "sedan" or kind == "coupe":
@@ -532,16 +543,32 @@ def _car(rng: np.random.Generator, b: _Builder) -> None:
             b.box((bed_x, side * (width / 2 - wall / 2), belt + bed_h / 2),
                   (cab_rear - rear, wall, bed_h))
         b.box((rear + wall / 2, 0, belt + bed_h / 2), (wall, width, bed_h))
-    if kind == "coupe" and _chance(rng, 0.6):  # rear spoiler on two posts
+    if _chance(rng, {"coupe": 0.6, "sedan": 0.15, "hatchback": 0.3}.get(kind, 0.0)):  # rear spoiler
         sx = rear + 0.15
         sz = belt + rng.uniform(0.12, 0.25)
         b.box((sx, 0, sz), (0.25, width * 0.9, 0.04))
         for side in (-1, 1):
             b.beam((sx, side * width * 0.3, belt - 0.02), (sx, side * width * 0.3, sz), 0.05)
-    if kind == "suv" and _chance(rng, 0.5):  # roof rails
+    if kind in ("suv", "van") and _chance(rng, 0.5):  # roof rails, sometimes carrying a roof box
         for side in (-1, 1):
             b.beam((roof_rear + 0.15, side * (width / 2 - inset - 0.05), roof + 0.05),
                    (roof_front - 0.1, side * (width / 2 - inset - 0.05), roof + 0.05), 0.05)
+        if _chance(rng, 0.4):
+            box_len = rng.uniform(0.4, 0.6) * (roof_front - roof_rear)
+            b.box(((roof_front + roof_rear) / 2, 0, roof + 0.16), (box_len, width * 0.5, rng.uniform(0.15, 0.3)))
+    if kind == "suv" and _chance(rng, 0.45):  # spare wheel on the tailgate
+        b.disc((rear - 0.1, 0, (clearance + belt) / 2 + 0.1), wheel_r, 0.2, "x", segs=14)
+    if kind in ("suv", "pickup") and _chance(rng, 0.3):  # bull bar
+        for side in (-1, 1):
+            b.beam((front + 0.08, side * width * 0.3, clearance), (front + 0.08, side * width * 0.3,
+                                                                   belt - nose_drop), 0.06)
+        b.beam((front + 0.08, -width * 0.3, belt - nose_drop), (front + 0.08, width * 0.3, belt - nose_drop), 0.06)
+    if kind == "pickup" and _chance(rng, 0.4):  # roll bar behind the cab
+        for side in (-1, 1):
+            b.beam((cab_rear - 0.15, side * (width / 2 - 0.1), belt), (cab_rear - 0.15, side * (width / 2 - 0.1),
+                                                                       roof - 0.05), 0.06)
+        b.beam((cab_rear - 0.15, -(width / 2 - 0.1), roof - 0.05), (cab_rear - 0.15, width / 2 - 0.1, roof - 0.05),
+               0.06)
     for side in (-1, 1):  # side mirrors
         b.box((cab_front - 0.1, side * (width / 2 + 0.06), belt + 0.08), (0.1, 0.14, 0.1))
 
@@ -623,7 +650,10 @@ def _chair(rng: np.random.Generator, b: _Builder) -> None:
     back_h = rng.uniform(0.3, 0.55) * (1.4 if base == "pedestal" and _chance(rng, 0.3) else 1.0)
     back_w = seat_w * rng.uniform(0.75, 1.0)
     gap = rng.uniform(0.05, 0.12) if base == "pedestal" else rng.uniform(0.0, 0.1)
-    origin = np.array([-seat_d / 2 + back_t / 2, 0.0, seat_h])
+    back_x = -seat_d / 2 + back_t / 2
+    if round_seat and base != "pedestal":  # a narrower back set in, so it stands on the rounded edge
+        back_w, gap, back_x = seat_w * rng.uniform(0.55, 0.7), 0.0, -seat_d * 0.4 + back_t / 2
+    origin = np.array([back_x, 0.0, seat_h])
 
     def back(local):
         return origin + rot @ _arr(local)
@@ -656,7 +686,7 @@ def _chair(rng: np.random.Generator, b: _Builder) -> None:
                 z = gap + (back_h - rail_h - gap) * (k + 0.5) / (count + 0.5)
                 b.box(back((0, 0, z)), (back_t * 0.8, inner, rail_h * 0.6), rot)
 
-    if _chance(rng, 0.5 if base == "pedestal" else 0.3):  # armrests
+    if _chance(rng, 0.5 if base == "pedestal" else 0.0 if round_seat else 0.3):  # armrests
         arm_h = seat_h + rng.uniform(0.17, 0.26)
         arm_w = rng.uniform(0.035, 0.07)
         arm_len = seat_d * rng.uniform(0.6, 0.95)
@@ -670,18 +700,18 @@ def _chair(rng: np.random.Generator, b: _Builder) -> None:
 
 def _table(rng: np.random.Generator, b: _Builder) -> None:
     kind = _pick(rng, ("dining", "coffee", "bar", "desk"), (4, 2.5, 1.5, 1.5))
-    height = {"dining": rng.uniform(0.7, 0.78), "coffee": rng.uniform(0.36, 0.48),
-              "bar": rng.uniform(0.95, 1.08), "desk": rng.uniform(0.72, 0.78)}[kind]
+    height = _by_kind(rng, kind, {"dining": (0.7, 0.78), "coffee": (0.36, 0.48),
+              "bar": (0.95, 1.08), "desk": (0.72, 0.78)})
     shape = _pick(rng, ("rect", "round", "oval"), (1, 4, 0.5) if kind == "bar" else (4, 1.5, 0.7)
                   if kind != "desk" else (1, 0, 0))
     if kind == "bar":
         span = rng.uniform(0.5, 0.8)
         depth = span
     else:
-        span = {"dining": rng.uniform(1.1, 2.2), "coffee": rng.uniform(0.8, 1.4),
-                "desk": rng.uniform(1.1, 1.7)}[kind]
-        depth = {"dining": rng.uniform(0.7, 1.0), "coffee": rng.uniform(0.45, 0.8),
-                 "desk": rng.uniform(0.55, 0.8)}[kind]
+        span = _by_kind(rng, kind, {"dining": (1.1, 2.2), "coffee": (0.8, 1.4),
+                "desk": (1.1, 1.7)})
+        depth = _by_kind(rng, kind, {"dining": (0.7, 1.0), "coffee": (0.45, 0.8),
+                 "desk": (0.55, 0.8)})
     if shape == "round":
         span = depth = rng.uniform(0.7, 1.3) if kind != "bar" else span
     elif shape == "oval":
@@ -774,12 +804,12 @@ def _table(rng: np.random.Generator, b: _Builder) -> None:
 
 def _cabinet(rng: np.random.Generator, b: _Builder) -> None:
     kind = _pick(rng, ("tall", "wide", "small"), (3, 3, 2))
-    width = {"tall": rng.uniform(0.45, 1.0), "wide": rng.uniform(1.0, 2.0), "small": rng.uniform(0.4, 0.6)}[kind]
-    height = {"tall": rng.uniform(1.2, 2.0), "wide": rng.uniform(0.6, 0.95), "small": rng.uniform(0.45, 0.7)}[kind]
+    width = _by_kind(rng, kind, {"tall": (0.45, 1.0), "wide": (1.0, 2.0), "small": (0.4, 0.6)})
+    height = _by_kind(rng, kind, {"tall": (1.2, 2.0), "wide": (0.6, 0.95), "small": (0.45, 0.7)})
     depth = rng.uniform(0.32, 0.6)
     base = _pick(rng, ("plinth", "legs", "none", "feet"), (3, 3, 2, 1.5))
-    base_h = {"plinth": rng.uniform(0.05, 0.12), "legs": rng.uniform(0.1, 0.28),
-              "none": 0.0, "feet": rng.uniform(0.04, 0.08)}[base]
+    base_h = _by_kind(rng, base, {"plinth": (0.05, 0.12), "legs": (0.1, 0.28), "none": (0.0, 0.0),
+                                  "feet": (0.04, 0.08)})
     if base == "plinth":
         b.box((-0.02, 0, base_h / 2), (depth - 0.06, width - 0.04, base_h))
     elif base in ("legs", "feet"):
@@ -827,8 +857,9 @@ def _cabinet(rng: np.random.Generator, b: _Builder) -> None:
         else:
             split = rng.uniform(0.55, 0.8)
             count = int(rng.integers(1, 3))
-            rows = [(0.0, split, "door")] + [(split + (1 - split) * k / count, split + (1 - split) * (k + 1) / count,
-                                              "drawer") for k in range(count)]
+            step = (1 - split) / count
+            rows = [(0.0, split, "door")] + [(split + step * k, split + step * (k + 1), "drawer")
+                                             for k in range(count)]
         for lo, hi, part in rows:
             z_lo, z_hi = z0 + lo * body_h + gap, z0 + hi * body_h - gap
             zc = (z_lo + z_hi) / 2
@@ -919,8 +950,8 @@ def _sofa(rng: np.random.Generator, b: _Builder) -> None:
     seats = _pick(rng, (1, 2, 3, 4), (1.5, 3, 3.5, 1))
     seat_w = rng.uniform(0.55, 0.75)
     arm_style = _pick(rng, ("box", "rolled", "thin", "none"), (3, 2, 2, 1))
-    arm_w = {"box": rng.uniform(0.15, 0.28), "rolled": rng.uniform(0.15, 0.25),
-             "thin": rng.uniform(0.06, 0.12), "none": 0.0}[arm_style]
+    arm_w = _by_kind(rng, arm_style, {"box": (0.15, 0.28), "rolled": (0.15, 0.25), "thin": (0.06, 0.12),
+                                      "none": (0.0, 0.0)})
     width = seats * seat_w + 2 * arm_w
     depth = rng.uniform(0.8, 1.0)
     legs = _chance(rng, 0.55)
@@ -941,11 +972,14 @@ def _sofa(rng: np.random.Generator, b: _Builder) -> None:
               (chaise_len, seat_w, base_top - leg_h))
     if legs:
         leg_t = rng.uniform(0.03, 0.06)
-        xs = (-(depth / 2 - 0.05), depth / 2 - 0.05 + chaise_len)
-        ys = [-(width / 2 - 0.05), width / 2 - 0.05] + ([0.0] if width > 2.0 else [])
-        for x in xs:
-            for y in ys:
-                b.cylinder((x, y, 0), (x, y, leg_h), leg_t * 0.6, leg_t, segs=8)
+        spots = [(sx * (depth / 2 - 0.05), sy * (width / 2 - 0.05)) for sx in (-1, 1) for sy in (-1, 1)]
+        if width > 2.0:
+            spots += [(-(depth / 2 - 0.05), 0.0), (depth / 2 - 0.05, 0.0)]
+        if chaise:
+            yc = chaise_side * (inner / 2 - seat_w / 2)
+            spots += [(depth / 2 + chaise_len - 0.05, yc + sy * (seat_w / 2 - 0.05)) for sy in (-1, 1)]
+        for x, y in spots:
+            b.cylinder((x, y, 0), (x, y, leg_h), leg_t * 0.6, leg_t, segs=8)
 
     cushion_d = depth - back_t
     cushions = seats if _chance(rng, 0.7) else 1
@@ -965,9 +999,8 @@ def _sofa(rng: np.random.Generator, b: _Builder) -> None:
                   (0.14, cw - 0.02, (back_h - seat_h) * 0.85), lean)
 
     if arm_style != "none":
-        arm_h = {"box": rng.uniform(0.58, 0.7), "rolled": rng.uniform(0.6, 0.7),
-                 "thin": rng.uniform(0.5, 0.65)}[arm_style]
-        arm_h = min(arm_h, back_h)
+        arm_h = min(back_h, _by_kind(rng, arm_style, {"box": (0.58, 0.7), "rolled": (0.6, 0.7),
+                                                      "thin": (0.5, 0.65)}))
         for side in (-1, 1):
             y = side * (width / 2 - arm_w / 2)
             if arm_style == "rolled":
@@ -995,8 +1028,8 @@ def _lamp(rng: np.random.Generator, b: _Builder) -> None:
         if shade_kind == "dome":
             b.sphere(top + down * h * 0.35, (r_low, r_low, h * 0.6), _frame_z(down))
             return top + down * h
-        k = {"drum": rng.uniform(0.9, 1.0), "empire": rng.uniform(0.5, 0.75), "cone": rng.uniform(0.05, 0.25)}
-        b.cylinder(top + down * h, top, r_low, r_low * k[shade_kind], segs=16)
+        narrowing = _by_kind(rng, shade_kind, {"drum": (0.9, 1.0), "empire": (0.5, 0.75), "cone": (0.05, 0.25)})
+        b.cylinder(top + down * h, top, r_low, r_low * narrowing, segs=16)
         return top + down * h
 
     if kind in ("floor", "table"):
@@ -1043,12 +1076,16 @@ def _lamp(rng: np.random.Generator, b: _Builder) -> None:
                 b.box((0, 0, 0.02), (rng.uniform(0.12, 0.2), rng.uniform(0.1, 0.16), 0.04))
             joints = int(rng.integers(2, 4))
             p = np.array([0.0, 0, 0.03])
-            heading = rng.uniform(0.1, 0.5)  # first arm leans back, later ones come forward
             for k in range(joints):
-                seg = rng.uniform(0.2, 0.35)
-                angle = heading if k == 0 else rng.uniform(-1.2, -0.1) if k == joints - 1 else rng.uniform(-0.5, 0.6)
-                d = np.array([-math.sin(angle), 0.0, math.cos(angle)]) if k == 0 else \
-                    np.array([math.cos(angle), 0.0, math.sin(angle)])
+                seg = rng.uniform(0.2, 0.35) if k < 2 else rng.uniform(0.1, 0.2)
+                if k == 0:  # the first arm rises, leaning back; later ones reach forward
+                    lean = rng.uniform(0.1, 0.5)
+                    d = np.array([-math.sin(lean), 0.0, math.cos(lean)])
+                else:
+                    angle = rng.uniform(-0.6, 0.6)
+                    if p[2] + seg * math.sin(angle) < 0.22:  # keep the head well above the desk
+                        angle = abs(angle)
+                    d = np.array([math.cos(angle), 0.0, math.sin(angle)])
                 q = p + seg * d
                 b.cylinder(p, q, 0.01, segs=6)
                 b.sphere(q, 0.018)
@@ -1095,11 +1132,11 @@ def _hull_outline(length: float, beam: float, transom: float, widest: float, bow
 def _watercraft(rng: np.random.Generator, b: _Builder) -> None:
     kind = _pick(rng, ("sail", "motor", "ship", "rowboat", "canoe"), (3, 3, 2.5, 1.2, 0.8))
     length = 1.0
-    beam = {"ship": rng.uniform(0.12, 0.18), "canoe": rng.uniform(0.12, 0.18),
-            "rowboat": rng.uniform(0.3, 0.4)}.get(kind, rng.uniform(0.25, 0.35)) * length
-    freeboard = {"ship": rng.uniform(0.06, 0.1), "canoe": rng.uniform(0.03, 0.05),
-                 "rowboat": rng.uniform(0.06, 0.09)}.get(kind, rng.uniform(0.05, 0.08)) * length
-    draft = {"ship": rng.uniform(0.04, 0.07)}.get(kind, rng.uniform(0.03, 0.06)) * length
+    beam = _by_kind(rng, kind, {"ship": (0.12, 0.18), "canoe": (0.12, 0.18),
+            "rowboat": (0.3, 0.4)}, (0.25, 0.35)) * length
+    freeboard = _by_kind(rng, kind, {"ship": (0.06, 0.1), "canoe": (0.03, 0.05),
+                 "rowboat": (0.06, 0.09)}, (0.05, 0.08)) * length
+    draft = _by_kind(rng, kind, {"ship": (0.04, 0.07)}, (0.03, 0.06)) * length
     transom = 0.0 if kind == "canoe" else rng.uniform(0.4, 0.85)
     outline = _hull_outline(length, beam, transom, rng.uniform(-0.15, 0.05) * length, rng.uniform(1.4, 2.2))
     sheer = rng.uniform(0.0, 0.04) * length
@@ -1166,11 +1203,10 @@ def _watercraft(rng: np.random.Generator, b: _Builder) -> None:
             b.box((house_x - t * 0.005, 0, z + h / 2), (span, w, h))
             z += h
         funnels = 1 if cargo else int(rng.integers(1, 4))
-        for k in range(funnels):
-            fx = house_x - house_len * 0.3 + k * house_len * 0.3 / max(1, funnels - 1) * 2 if funnels > 1 \
-                else house_x - house_len * 0.2
+        spots = np.linspace(-0.3, 0.3, funnels) if funnels > 1 else [-0.2]
+        for fx in house_x + house_len * np.asarray(spots):
             b.cylinder((fx, 0, z), (fx - 0.01 * length, 0, z + rng.uniform(0.05, 0.09) * length),
-                       0.025 * length, segs=10, ry=0.018 * length)
+                       0.018 * length, segs=10, ry=0.013 * length)
         if cargo:  # container stacks ahead of the bridge
             rows = int(rng.integers(3, 8))
             stack_x0, stack_x1 = house_x + house_len / 2 + 0.02 * length, 0.3 * length
@@ -1191,14 +1227,12 @@ def _watercraft(rng: np.random.Generator, b: _Builder) -> None:
 
 def _motorcycle(rng: np.random.Generator, b: _Builder) -> None:
     kind = _pick(rng, ("sport", "cruiser", "dirt", "scooter", "standard"), (2.5, 2, 2, 1.5, 2))
-    r_front = {"cruiser": rng.uniform(0.32, 0.36), "dirt": rng.uniform(0.36, 0.4),
-               "scooter": rng.uniform(0.17, 0.22)}.get(kind, rng.uniform(0.29, 0.32))
-    r_rear = {"cruiser": rng.uniform(0.3, 0.33), "dirt": rng.uniform(0.33, 0.37),
-              "scooter": r_front}.get(kind, r_front)
+    r_front = _by_kind(rng, kind, {"cruiser": (0.32, 0.36), "dirt": (0.36, 0.4),
+               "scooter": (0.17, 0.22)}, (0.29, 0.32))
+    r_rear = _by_kind(rng, kind, {"cruiser": (0.3, 0.33), "dirt": (0.33, 0.37)}, (r_front, r_front))
     tyre = {"dirt": 0.16, "cruiser": 0.22, "scooter": 0.3}.get(kind, 0.25) * rng.uniform(0.85, 1.15)
-    wheelbase = {"cruiser": rng.uniform(1.55, 1.75), "scooter": rng.uniform(1.2, 1.35)}.get(
-        kind, rng.uniform(1.35, 1.5))
-    rake = {"cruiser": rng.uniform(0.5, 0.62)}.get(kind, rng.uniform(0.4, 0.5))
+    wheelbase = _by_kind(rng, kind, {"cruiser": (1.55, 1.75), "scooter": (1.2, 1.35)}, (1.35, 1.5))
+    rake = _by_kind(rng, kind, {"cruiser": (0.5, 0.62)}, (0.4, 0.5))
     xf, xr = wheelbase / 2, -wheelbase / 2
     for x, r in ((xf, r_front), (xr, r_rear)):
         b.torus((x, 0, r), r * (1 - tyre), r * tyre, "y")
@@ -1213,14 +1247,14 @@ def _motorcycle(rng: np.random.Generator, b: _Builder) -> None:
 
     # Fork: two tubes from the front axle up along the steering axis, which leans back by the rake.
     steer = np.array([-math.sin(rake), 0.0, math.cos(rake)])
-    head_z = {"dirt": rng.uniform(0.95, 1.05), "scooter": rng.uniform(0.85, 0.95),
-              "cruiser": rng.uniform(0.8, 0.9)}.get(kind, rng.uniform(0.85, 0.95))
+    head_z = _by_kind(rng, kind, {"dirt": (0.95, 1.05), "scooter": (0.85, 0.95),
+              "cruiser": (0.8, 0.9)}, (0.85, 0.95))
     head = np.array([xf, 0.0, r_front]) + steer * (head_z - r_front) / steer[2]
     for side in (-1, 1):
         b.cylinder((xf, side * 0.07, r_front), head + (0, side * 0.07, 0), 0.022, segs=6)
-    bar_rise = {"cruiser": rng.uniform(0.1, 0.35), "dirt": rng.uniform(0.1, 0.18),
-                "sport": rng.uniform(-0.02, 0.04)}.get(kind, rng.uniform(0.08, 0.15))
-    bar_half = {"cruiser": rng.uniform(0.38, 0.45), "sport": rng.uniform(0.3, 0.34)}.get(kind, rng.uniform(0.35, 0.42))
+    bar_rise = _by_kind(rng, kind, {"cruiser": (0.1, 0.35), "dirt": (0.1, 0.18),
+                "sport": (-0.02, 0.04)}, (0.08, 0.15))
+    bar_half = _by_kind(rng, kind, {"cruiser": (0.38, 0.45), "sport": (0.3, 0.34)}, (0.35, 0.42))
     bar = head + steer * bar_rise
     b.cylinder(head, bar, 0.018, segs=6)
     b.cylinder(bar + (-0.08, -bar_half, 0), bar + (0, 0, 0), 0.013, segs=6)
@@ -1260,8 +1294,8 @@ def _motorcycle(rng: np.random.Generator, b: _Builder) -> None:
     b.beam(head, (tank_x - tank_len / 2, 0, tank_z - 0.05), 0.05)  # top tube
     b.beam(head, (eng_x + eng[0] / 2, 0, eng_z), 0.05)  # down tube
     seat_front = tank_x - tank_len / 2 + 0.05
-    seat_z = {"cruiser": rng.uniform(0.62, 0.7), "dirt": rng.uniform(0.85, 0.95),
-              "sport": rng.uniform(0.78, 0.85)}.get(kind, rng.uniform(0.76, 0.82))
+    seat_z = _by_kind(rng, kind, {"cruiser": (0.62, 0.7), "dirt": (0.85, 0.95),
+              "sport": (0.78, 0.85)}, (0.76, 0.82))
     seat_back = xr + rng.uniform(0.0, 0.15)
     b.prism([(seat_back, seat_z - 0.1), (seat_front, seat_z - 0.1), (seat_front - 0.05, seat_z),
              (seat_back + 0.03, seat_z + (0.06 if kind == "sport" else 0.0))], -0.14, 0.14)
@@ -1269,7 +1303,8 @@ def _motorcycle(rng: np.random.Generator, b: _Builder) -> None:
         b.prism([(xr - 0.05, seat_z + 0.05), (seat_back + 0.25, seat_z - 0.12), (seat_back + 0.3, seat_z),
                  (xr - 0.05, seat_z + 0.12)], -0.1, 0.1)
         nose = head + (0.28, 0, -0.12)
-        b.loft([nose + (0, -0.06, -0.05), nose + (0, 0.06, -0.05), nose + (0, 0.05, 0.05), nose + (0, -0.05, 0.05)],
+        b.loft([nose + (0, -0.06, -0.05), nose + (0, 0.06, -0.05), nose + (0, 0.05, 0.05),
+                nose + (0, -0.05, 0.05)],
                [(head[0] - 0.15, -0.22, 0.45), (head[0] - 0.15, 0.22, 0.45),
                 (head[0] - 0.1, 0.16, head_z + rng.uniform(0.1, 0.2)),
                 (head[0] - 0.1, -0.16, head_z + rng.uniform(0.1, 0.2))])
@@ -1277,12 +1312,12 @@ def _motorcycle(rng: np.random.Generator, b: _Builder) -> None:
         b.sphere(head + (0.1, 0, -0.02), (0.06, rng.uniform(0.07, 0.1), rng.uniform(0.07, 0.1)))
     if kind == "dirt":  # high front fender and a flat rear fender
         b.beam(head + (0.05, 0, -0.25), head + (0.4, 0, -0.3), 0.1, 0.02)
-        b.beam((seat_back, 0, seat_z - 0.05), (xr - 0.2, 0, seat_z + 0.05), 0.02, 0.12)
+        b.beam((seat_back, 0, seat_z - 0.05), (xr - 0.2, 0, seat_z + 0.05), 0.12, 0.02)
     elif kind in ("cruiser", "standard"):  # fenders hugging the wheels
         _arc(b, (xf, r_front), r_front * 1.1, math.pi * 0.15, math.pi * 0.75, 4, 0.12, 0.015)
         _arc(b, (xr, r_rear), r_rear * 1.1, math.pi * 0.3, math.pi * 0.95, 4, 0.14, 0.015)
         if kind == "cruiser" and _chance(rng, 0.4):  # sissy bar behind the pillion
-            b.beam((xr + 0.05, 0, seat_z - 0.05), (xr - 0.02, 0, seat_z + 0.35), 0.03, 0.18)
+            b.beam((xr + 0.05, 0, seat_z - 0.05), (xr - 0.02, 0, seat_z + 0.35), 0.18, 0.03)
     pipes = 2 if kind == "cruiser" else 1
     for k in range(pipes):
         z = eng_z - eng[2] / 2 + 0.05 + k * 0.08
@@ -1312,7 +1347,7 @@ def _check_index(value, name: str, upper: int | None) -> int:
     return index
 
 
-@functools.lru_cache(maxsize=2048)
+@functools.lru_cache(maxsize=4096)  # ~15 KB a mesh, so about 60 MB when full
 def _build(class_id: int, model_id: int) -> Mesh:
     rng = np.random.default_rng([MODEL_SALT, class_id, model_id])
     builder = _Builder()
