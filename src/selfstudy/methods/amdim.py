@@ -116,4 +116,4 @@ class AMDIM(Method):
         penalty = 0.5 * (p15 + p17 + p55)
         return {"loss": l15 + l17 + l55 + penalty, "loss_1t5": l15.detach(), "loss_1t7": l17.detach(),
                 "loss_5t5": l55.detach(), "penalty": penalty.detach(),
-                "features": pooled[:n].detach()}
+                "features": pooled[:n].detach().float()}

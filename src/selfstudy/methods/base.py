@@ -8,8 +8,8 @@ normalised), the encoder that downstream protocols reuse and the state they load
 Epochs here are real passes over the training split. The paper's "epoch" was a block of 50k samples
 (25k image pairs for AMDIM) on ~400k training images (PAPER.md §5.2), so its R rounds are R / 8 real
 passes: each method's default ``epochs`` is that translation for ResNet9 (ResNet50 in
-:meth:`MethodConfig.paper_defaults`). The warm-up stays 5 epochs, as the contract fixes, i.e. longer in
-samples than the paper's 5 blocks.
+:meth:`MethodConfig.paper_defaults`). The warm-up is 5 real epochs, longer in samples than the paper's
+5 blocks; lower ``warmup_epochs`` for short runs.
 """
 
 from __future__ import annotations
@@ -59,9 +59,15 @@ class MethodConfig:
         return {}
 
     @classmethod
+    def resolution_defaults(cls, res: int) -> dict[str, Any]:
+        """Defaults that follow the training resolution ``res`` (pixels); none in the base."""
+        return {}
+
+    @classmethod
     def from_overrides(cls, overrides: Mapping[str, Any] | None = None, *,
-                       backbone: str | None = None) -> "MethodConfig":
-        """The defaults (for ``backbone`` if given), then ``overrides``, converted and validated.
+                       backbone: str | None = None, res: int | None = None) -> "MethodConfig":
+        """The defaults (for ``backbone`` and ``res`` if given), then ``overrides``, converted and
+        validated.
 
         Values may be strings (from a command line: ``"1e-3"``, ``"true"``, ``"0.8,0.999"``). Unknown
         keys and values that do not convert raise :class:`UserError` naming the allowed keys or type.
@@ -72,7 +78,8 @@ class MethodConfig:
         if unknown:
             raise UserError(f"{cls.method}: unknown option(s) {', '.join(map(str, unknown))}; allowed: "
                             f"{', '.join(names)}")
-        values = {**(cls.paper_defaults(backbone) if backbone else {}), **overrides}
+        values = {**(cls.paper_defaults(backbone) if backbone else {}),
+                  **(cls.resolution_defaults(res) if res else {}), **overrides}
         hints = typing.get_type_hints(cls)
         kwargs = {k: _convert(cls.method, k, v, hints[k]) for k, v in values.items()}
         cfg = cls(**kwargs)

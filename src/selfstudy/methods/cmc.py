@@ -176,6 +176,6 @@ class CMC(Method):
                 m = self.cfg.momentum
                 self.bank_l.index_copy_(0, index, momentum_rows(self.bank_l[index], z_l, m))
                 self.bank_ab.index_copy_(0, index, momentum_rows(self.bank_ab[index], z_ab, m))
-        features = torch.cat([out_l.pooled, out_ab.pooled], dim=1).detach()
+        features = torch.cat([out_l.pooled, out_ab.pooled], dim=1).detach().float()
         return {"loss": loss_l + loss_ab, "loss_l": loss_l.detach(), "loss_ab": loss_ab.detach(),
                 "features": features}

@@ -3,6 +3,9 @@
 Each function documents its formula and the paper it comes from; ``tests/methods/test_losses.py``
 checks each against a hand-computed value. Shapes: N batch, D embedding width, K negatives,
 L locations of a feature map.
+
+The similarity products run in float32 with autocast off: under bf16 autocast a matmul would round the
+logits to ~3 significant digits, too coarse once divided by a temperature of 0.1.
 """
 
 from __future__ import annotations
@@ -11,6 +14,11 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+
+def _fp32(x: torch.Tensor) -> torch.autocast:
+    """A context that turns autocast off on ``x``'s device (use with ``.float()`` inputs)."""
+    return torch.autocast(x.device.type, enabled=False)
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -28,8 +36,9 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
         raise ValueError(f"nt_xent needs two (N, D) tensors of one shape, got {tuple(z1.shape)} and "
                          f"{tuple(z2.shape)}")
     n = z1.shape[0]
-    u = F.normalize(torch.cat([z1, z2]).float(), dim=1)
-    logits = u @ u.t() / temperature
+    with _fp32(z1):
+        u = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+        logits = u @ u.t() / temperature
     # A sample is not its own negative: -inf removes it from the denominator.
     logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=u.device), float("-inf"))
     positive = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(u.device)
@@ -54,12 +63,14 @@ def nce_softmax(anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.T
         temperature: T > 0.
     Returns a scalar.
     """
-    pos = (anchor * positive).sum(dim=1, keepdim=True)                 # (N, 1)
-    if negatives.dim() == 2:
-        neg = anchor @ negatives.t()                                   # (N, K)
-    else:
-        neg = torch.einsum("nd,nkd->nk", anchor, negatives)
-    logits = torch.cat([pos, neg], dim=1).float() / temperature
+    with _fp32(anchor):
+        anchor, positive, negatives = anchor.float(), positive.float(), negatives.float()
+        pos = (anchor * positive).sum(dim=1, keepdim=True)             # (N, 1)
+        if negatives.dim() == 2:
+            neg = anchor @ negatives.t()                               # (N, K)
+        else:
+            neg = torch.einsum("nd,nkd->nk", anchor, negatives)
+        logits = torch.cat([pos, neg], dim=1) / temperature
     target = torch.zeros(len(logits), dtype=torch.long, device=logits.device)
     return F.cross_entropy(logits, target)
 
@@ -101,7 +112,8 @@ def amdim_nce(source: torch.Tensor, target: torch.Tensor, tclip: float = 30.0,
     n, d = source.shape
     if target.dim() != 3 or target.shape[:2] != (n, d):
         raise ValueError(f"amdim_nce: target must be (N, D, L) = ({n}, {d}, L), got {tuple(target.shape)}")
-    raw = torch.einsum("id,jdl->ijl", source.float(), target.float()) / math.sqrt(d)   # (N, N, L)
+    with _fp32(source):
+        raw = torch.einsum("id,jdl->ijl", source.float(), target.float()) / math.sqrt(d)  # (N, N, L)
     penalty = penalty_weight * raw.pow(2).mean()
     scores = tanh_clip(raw, tclip)
     eye = torch.eye(n, dtype=torch.bool, device=scores.device)

@@ -77,4 +77,4 @@ class Rotation(Method):
         logits = self.head(out.pooled[:4 * m])
         loss = F.cross_entropy(logits.float(), labels)
         accuracy = (logits.argmax(dim=1) == labels).float().mean()
-        return {"loss": loss, "accuracy": accuracy.detach(), "features": out.pooled.detach()}
+        return {"loss": loss, "accuracy": accuracy.detach(), "features": out.pooled.detach().float()}

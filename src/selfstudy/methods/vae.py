@@ -73,7 +73,7 @@ class VAE(Method):
     class Config(MethodConfig):
         # PAPER.md §3.2: peak 1e-3, final 1e-5, wd 1e-5, batch 512 (r9); 800 rounds of 50k samples =
         # 100 passes over ~400k images. decode_res defaults to the training resolution when
-        # build_method is told it, else the paper's 64.
+        # build_method is told it (see resolution_defaults), else the paper's 64.
         lr: float = 1e-3
         final_lr: float = 1e-5
         weight_decay: float = 1e-5
@@ -86,6 +86,12 @@ class VAE(Method):
         @classmethod
         def paper_defaults(cls, backbone: str) -> dict[str, Any]:
             return {"batch_size": 384} if backbone.startswith("resnet50") else {}
+
+        @classmethod
+        def resolution_defaults(cls, res: int) -> dict[str, Any]:
+            # Decode at the training resolution, or the next power of two above it (the target is
+            # then resized up, losing nothing).
+            return {"decode_res": min(1024, max(8, 1 << (int(res) - 1).bit_length()))}
 
         def validate(self) -> None:
             super().validate()
@@ -117,4 +123,4 @@ class VAE(Method):
         mse = F.mse_loss(recon, target)
         kl = gaussian_kl(mu, logvar).mean()
         return {"loss": mse + self.cfg.kl_weight * kl, "recon": mse.detach(), "kl": kl.detach(),
-                "features": h.detach()}
+                "features": h.detach().float()}
