@@ -19,8 +19,7 @@ _RUN_EPILOG = """examples:
 
 Interrupted (Ctrl-C, a crash, kill -9)? Run the same command again: finished cells are kept and
 only the rest runs. The folder gets results.sqlite, report.html (+ PNGs, cells.csv) and summary.txt.
-Overrides are key.sub=value with YAML values; put them after the spec (and after or before options,
-not both)."""
+Overrides are key.sub=value with YAML values (quote lists in some shells: 'labels=[100,1000]')."""
 
 _STATUS_EPILOG = """examples:
   selfstudy study status studies/quick
@@ -32,6 +31,19 @@ _CELLS_EPILOG = """examples:
   selfstudy study cells my_study.yaml labels=[100]"""
 
 
+class _OverridesAnywhere(argparse.ArgumentParser):
+    """A parser whose ``key=value`` overrides may come before, between or after its options: argparse
+    gives a ``nargs="*"`` positional only one contiguous run, so the rest are collected here."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, extras = super().parse_known_args(args, namespace)
+        if hasattr(ns, "overrides"):
+            more = [a for a in extras if "=" in a and not a.startswith("-")]
+            ns.overrides = list(ns.overrides or []) + more
+            extras = [a for a in extras if a not in more]
+        return ns, extras
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "study", help="run a whole study (pretrain, finetune, probe, report) and follow it",
@@ -40,7 +52,7 @@ def register(subparsers) -> None:
         epilog="examples:\n  selfstudy study run quick\n  selfstudy study status studies/quick\n"
                "  selfstudy study cells paper --count",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="study_command", metavar="ACTION")
+    sub = p.add_subparsers(dest="study_command", metavar="ACTION", parser_class=_OverridesAnywhere)
 
     r = sub.add_parser("run", help="run every unfinished cell of a study and write its report",
                        description="Run a study: render its datasets, pretrain each method once, run every "

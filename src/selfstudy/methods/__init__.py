@@ -7,6 +7,8 @@
 | ``cmc`` | contrastive multiview coding, luma vs chroma, memory bank | §3.3 |
 | ``amdim`` | augmented multiscale deep infomax | §3.4 |
 | ``simclr`` | SimCLR, NT-Xent between two augmented views (not in the paper) | |
+| ``moco`` | MoCo v2, momentum key encoder and a queue of negatives (not in the paper) | |
+| ``byol`` | BYOL, predict a momentum target's projection, no negatives (not in the paper) | |
 
 Each method's ``Config`` holds the paper's hyper-parameters; override them with a dict of field names
 (values may be strings, as from a command line).
@@ -21,7 +23,9 @@ from torch import nn
 from selfstudy.errors import UserError
 from selfstudy.methods.amdim import AMDIM
 from selfstudy.methods.base import Method, MethodConfig
+from selfstudy.methods.byol import BYOL
 from selfstudy.methods.cmc import CMC, CMCEncoder
+from selfstudy.methods.moco import MoCo
 from selfstudy.methods.rotation import Rotation
 from selfstudy.methods.simclr import SimCLR
 from selfstudy.methods.vae import VAE
@@ -35,6 +39,8 @@ METHODS: dict[str, type[Method]] = {
     "cmc": CMC,
     "amdim": AMDIM,
     "simclr": SimCLR,
+    "moco": MoCo,
+    "byol": BYOL,
 }
 
 

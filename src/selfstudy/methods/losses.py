@@ -131,3 +131,47 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     ``mu, logvar``: (N, D). Returns (N,), in nats; zero exactly when mu = 0 and logvar = 0.
     """
     return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0).sum(dim=1)
+
+
+def info_nce(query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor,
+             temperature: float) -> torch.Tensor:
+    """MoCo's InfoNCE (He et al., CVPR 2020; Oord et al. 2018) against a queue of negative keys.
+
+    With unit vectors ``q = normalise(query)``, ``k+ = normalise(key)`` and the queue's rows ``k_j``
+    (j = 1..K)::
+
+        loss = mean_i  -log( exp(q_i . k+_i / T) / (exp(q_i . k+_i / T) + sum_j exp(q_i . k_j / T)) )
+
+    i.e. :func:`nce_softmax` on normalised queries and keys with the queue as shared negatives.
+
+    Args:
+        query: (N, D), any scale.
+        key: (N, D), the positive of each query, any scale.
+        queue: (K, D) negatives, used as given (MoCo stores unit keys).
+        temperature: T > 0.
+    Returns a scalar.
+    """
+    if query.shape != key.shape or query.dim() != 2 or queue.dim() != 2 or queue.shape[1] != query.shape[1]:
+        raise ValueError(f"info_nce needs query and key (N, D) and queue (K, D), got {tuple(query.shape)}, "
+                         f"{tuple(key.shape)} and {tuple(queue.shape)}")
+    with _fp32(query):
+        q, k = F.normalize(query.float(), dim=1), F.normalize(key.float(), dim=1)
+    return nce_softmax(q, k, queue, temperature)
+
+
+def byol_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BYOL's regression loss (Grill et al., NeurIPS 2020): the mean squared distance of unit vectors,
+
+        loss = mean_i || p_i / |p_i| - z_i / |z_i| ||^2 = mean_i ( 2 - 2 cos(p_i, z_i) ),
+
+    in [0, 4]: 0 when each prediction points along its target, 4 when opposite. Symmetric in its two
+    arguments; the method adds it for both view orders (the paper's symmetrised loss, in [0, 8]).
+
+    ``prediction, target``: (N, D), any scale (``target`` is normally detached). Returns a scalar.
+    """
+    if prediction.shape != target.shape or prediction.dim() != 2:
+        raise ValueError(f"byol_loss needs two (N, D) tensors of one shape, got {tuple(prediction.shape)} "
+                         f"and {tuple(target.shape)}")
+    with _fp32(prediction):
+        cos = F.cosine_similarity(prediction.float(), target.float(), dim=1, eps=1e-8)
+    return (2.0 - 2.0 * cos).mean()

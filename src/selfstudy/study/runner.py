@@ -271,8 +271,10 @@ class _Progress:
         if enabled and self.stream.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=done, file=self.stream, desc="cells", dynamic_ncols=True,
-                            bar_format="{desc} {n_fmt}/{total_fmt} |{bar:20}| {elapsed} {postfix}")
+            # The current cell and the ETA go in the description: tqdm's own ETA would average
+            # minutes-long pretraining cells with seconds-long probes.
+            self.bar = tqdm(total=total, initial=done, file=self.stream, dynamic_ncols=True,
+                            bar_format="cells {n_fmt}/{total_fmt} |{bar:20}| {elapsed} {desc}")
 
     def plan(self, cells: Iterable[Cell]) -> None:
         for c in cells:
@@ -300,7 +302,7 @@ class _Progress:
 
     def start(self, cell: Cell) -> None:
         if self.bar is not None:
-            self.bar.set_postfix_str(f"{cell.label} · ETA {self.eta()}")
+            self.bar.set_description_str(f"{cell.label} · ETA {self.eta()}")
         elif self.enabled:
             print(f"[{self.done + 1}/{self.total}] {cell.label} (ETA {self.eta()})", file=self.stream, flush=True)
 
@@ -415,7 +417,6 @@ class PipelineCells:
     def _pretrain(self, cell: Cell) -> dict:
         import json
 
-        from selfstudy.data.store import open_dataset
         from selfstudy.train.pretrain import pretrain
 
         spec, m = self.spec, self.spec.method(cell.method)
@@ -423,10 +424,9 @@ class PipelineCells:
         final = out / "final.pt"
         t = time.perf_counter()
         if not final.is_file():
-            ds = open_dataset(self.data_paths[cell.dataset])
-            final = Path(pretrain(ds, cell.method, cell.backbone, res=spec.datasets.res, epochs=m.epochs,
+            final = Path(pretrain(self.data_paths[cell.dataset], cell.method, cell.backbone, res=spec.datasets.res, epochs=m.epochs,
                                   out=out, seed=cell.seed, overrides=dict(m.overrides), space=spec.space,
-                                  device=spec.device, precision=spec.precision,
+                                  device=resolve_device(spec.device), precision=spec.precision,
                                   channels_last=spec.channels_last, progress=self.progress))
         result = {"checkpoint": str(final), "seconds": time.perf_counter() - t, "metrics": {}}
         log = out / "log.jsonl"
@@ -447,17 +447,28 @@ class PipelineCells:
         ds = open_dataset(self.data_paths[cell.dataset])
         init = None if cell.pretrain_id is None else str(self.checkpoint(cell.pretrain_id))
         common = dict(backbone=cell.backbone, n_labels=cell.n_labels, seed=cell.seed, init=init,
-                      device=spec.device, precision=spec.precision, channels_last=spec.channels_last,
-                      space=spec.space, progress=False)
+                      device=resolve_device(spec.device), precision=spec.precision,
+                      channels_last=spec.channels_last, space=spec.space, progress=False)
         options = spec.protocol_options(cell.protocol)
         if cell.protocol == "finetune":
             from selfstudy.train import finetune
 
-            return dict(finetune.run(ds, cell.task, budget=finetune.Budget(**options), **common))
+            budget = finetune.Budget.from_overrides(options)
+            return dict(finetune.run(ds, cell.task, budget=budget, **common))
         from selfstudy.train import probe
 
+        del common["progress"]  # probes are seconds long: no bar
         fn = getattr(probe, cell.protocol)
-        return dict(fn(ds, cell.task, **common, **options))
+        return dict(fn(ds, cell.task, budget=probe.ProbeBudget.from_overrides(options), **common))
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a CUDA GPU is visible, else ``cpu``; anything else as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def describe(plan: Plan) -> str:

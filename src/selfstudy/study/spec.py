@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import inspect
 import json
 import re
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
@@ -67,7 +66,7 @@ DATASET_KEYS = ("factors", "n", "res", "models_per_class", "seed")
 METHOD_KEYS = ("epochs", "overrides")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _COUNT = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKmM]?)$")
 
 
@@ -108,7 +107,7 @@ class MethodSpec:
     """
 
     name: str
-    epochs: float | None = None
+    epochs: int | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -203,7 +202,10 @@ def load_spec(source: str | Path, overrides: Iterable[str] = ()) -> Spec:
         raise UserError(f"{where}: a study spec is a YAML mapping of keys ({', '.join(TOP_KEYS)}), "
                         f"got {type(raw).__name__}")
     raw = _normalise(dict(raw))
-    raw = apply_overrides(raw, list(overrides))
+    overrides = list(overrides)
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+        where += " with overrides"
     return spec_from_dict(raw, where=where)
 
 
@@ -221,18 +223,24 @@ def spec_from_dict(raw: Mapping, where: str = "study spec") -> Spec:
     datasets = _data_spec(raw.get("datasets"), where)
     methods = _methods(raw.get("methods"), where)
     backbones = _names(raw.get("backbones", Spec.backbones), "backbones", where, _backbone_names())
+    _check_methods(methods, backbones, datasets.res, where)
     tasks = _tasks(raw.get("tasks", Spec.tasks), where)
     protocols = _names(raw.get("protocols", Spec.protocols), "protocols", where, PROTOCOLS)
     labels = _labels(raw.get("labels", Spec.labels), where)
     seeds = _seeds(raw.get("seeds", Spec.seeds), where)
 
     device = _choice_str(raw.get("device", Spec.device), "device", where,
-                         "auto, cpu, cuda, cuda:N or mps", _DEVICE)
+                         "auto (a GPU if there is one), cpu, cuda or cuda:N", _DEVICE)
     precision = _one_of(raw.get("precision", Spec.precision), "precision", where, PRECISIONS)
     space = _one_of(raw.get("space", Spec.space), "space", where, SPACES)
     channels_last = raw.get("channels_last", Spec.channels_last)
     if not isinstance(channels_last, bool):
         raise UserError(f"{where}: channels_last must be true or false, got {channels_last!r}")
+
+    if precision == "fp16" and device == "cpu":
+        raise UserError(f"{where}: precision fp16 needs a CUDA device, but device is cpu; allowed on a "
+                        f"CPU: fp32 or bf16")
+    _check_resolution(backbones, datasets.res, where)
 
     options = {p: _mapping(raw.get(p), p, where) for p in PROTOCOLS}
     for p in PROTOCOLS:
@@ -353,7 +361,8 @@ def expand(spec: Spec) -> Plan:
             for b in spec.backbones:
                 for s in spec.seeds:
                     cfg = {"kind": "pretrain", "dataset": data[f], "method": m.name, "backbone": b,
-                           "seed": s, "epochs": m.epochs, "overrides": _jsonable(m.overrides),
+                           "seed": s, "config": _resolved_method(m.name, b, m.epochs, m.overrides,
+                                                                 spec.datasets.res),
                            "space": spec.space, "precision": spec.precision}
                     pretrain[(f, m.name, b, s)] = Cell(id=cell_id(cfg), kind="pretrain", dataset=f,
                                                        method=m.name, backbone=b, seed=s, config=cfg)
@@ -443,7 +452,14 @@ def _data_spec(raw, where: str) -> DataSpec:
     if mpc is not None:
         mpc = _int(mpc, "datasets.models_per_class", where, 1)
     seed = _int(raw.get("seed", DataSpec.seed), "datasets.seed", where, 0)
-    return DataSpec(factors=tuple(bits), n=n, res=res, models_per_class=mpc, seed=seed)
+    data = DataSpec(factors=tuple(bits), n=n, res=res, models_per_class=mpc, seed=seed)
+    try:
+        data.config(bits[0])  # the generator's own checks (resolution, models per class)
+    except ImportError:
+        pass
+    except UserError as e:
+        raise UserError(f"{where}: datasets: {e}") from None
+    return data
 
 
 def _methods(raw, where: str) -> tuple[MethodSpec, ...]:
@@ -468,18 +484,17 @@ def _methods(raw, where: str) -> tuple[MethodSpec, ...]:
             continue
         _no_unknown(opts, METHOD_KEYS, where, f"methods.{name}.")
         epochs = opts.get("epochs")
-        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, (int, float))
-                                   or not epochs > 0):
-            raise UserError(f"{where}: methods.{name}.epochs must be a positive number of pretraining "
+        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+            raise UserError(f"{where}: methods.{name}.epochs must be a whole number >= 1 of pretraining "
                             f"epochs (passes over the training split), got {epochs!r}")
         overrides = _mapping(opts.get("overrides"), f"methods.{name}.overrides", where)
-        _check_method_overrides(name, overrides, where)
         out.append(MethodSpec(name, epochs, overrides))
     return tuple(out)
 
 
 def _names(raw, key: str, where: str, allowed: Iterable[str]) -> tuple[str, ...]:
     allowed = list(allowed)
+    raw = list(raw) if isinstance(raw, tuple) else raw  # the defaults are tuples
     if isinstance(raw, str):
         raw = [raw]
     if not raw or not isinstance(raw, list):
@@ -496,6 +511,7 @@ def _names(raw, key: str, where: str, allowed: Iterable[str]) -> tuple[str, ...]
 
 
 def _tasks(raw, where: str) -> tuple[str, ...]:
+    raw = list(raw) if isinstance(raw, tuple) else raw  # the defaults are tuples
     if isinstance(raw, str):
         raw = [raw]
     if not raw or not isinstance(raw, list):
@@ -525,6 +541,7 @@ def _parse_count(v) -> int | None:
 
 
 def _labels(raw, where: str) -> tuple[int, ...]:
+    raw = list(raw) if isinstance(raw, tuple) else raw  # the defaults are tuples
     if isinstance(raw, (int, str)) and not isinstance(raw, bool):
         raw = [raw]
     if not raw or not isinstance(raw, list):
@@ -542,6 +559,7 @@ def _labels(raw, where: str) -> tuple[int, ...]:
 
 
 def _seeds(raw, where: str) -> tuple[int, ...]:
+    raw = list(raw) if isinstance(raw, tuple) else raw  # the defaults are tuples
     if isinstance(raw, int) and not isinstance(raw, bool):
         raw = [raw]
     if not raw or not isinstance(raw, list):
@@ -580,6 +598,20 @@ def _backbone_names() -> list[str]:
     return list(BACKBONES)
 
 
+def _check_resolution(backbones: tuple[str, ...], res: int, where: str) -> None:
+    """Every backbone must take ``res``-pixel images."""
+    from selfstudy.models import build_backbone
+
+    for b in backbones:
+        check = getattr(build_backbone(b), "check_input_res", None)
+        if check is None:
+            continue
+        try:
+            check(res)
+        except UserError as e:
+            raise UserError(f"{where}: datasets.res={res} does not suit backbone {b}: {e}") from None
+
+
 def _task_spec(t, where: str) -> str:
     """The canonical spelling of task ``t`` (a registry name, maybe with arguments: ``pose(bins=24)``)."""
     import selfstudy.tasks as tasks
@@ -613,62 +645,49 @@ def _task_unavailable(t: str, factors: str) -> str:
     return "" if a else (getattr(a, "reason", "") or "not available on this dataset")
 
 
-def _check_method_overrides(name: str, overrides: Mapping, where: str) -> None:
-    """Reject hyper-parameter overrides the method's Config does not have, or values it refuses."""
-    from selfstudy.methods import METHODS
+def _resolved_method(name: str, backbone: str, epochs: int | None, overrides: Mapping,
+                     res: int) -> dict:
+    """The method's full config for ``backbone`` (its paper defaults, then ``overrides`` and ``epochs``)
+    plus the training-loop overrides: everything pretraining will use. Raises UserError for an unknown
+    option or a value the method refuses."""
+    from selfstudy.methods import METHODS, method_config
+    from selfstudy.train.pretrain import split_overrides
 
-    cfg_cls = getattr(METHODS[name], "Config", None)
-    if cfg_cls is None or not is_dataclass(cfg_cls):
-        return
-    allowed = [f.name for f in fields(cfg_cls)]
-    extra = _train_override_keys()
-    for k in overrides:
-        if k not in allowed and k not in extra:
-            near = difflib.get_close_matches(str(k), allowed + extra, n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise UserError(f"{where}: unknown option methods.{name}.overrides.{k}{hint}; allowed: "
-                            f"{', '.join(allowed + extra)}")
-    known = {k: v for k, v in overrides.items() if k in allowed}
-    try:
-        cfg = cfg_cls(**known)
-    except TypeError as e:
-        raise UserError(f"{where}: methods.{name}.overrides: {e}") from None
-    validate = getattr(cfg, "validate", None)
-    if validate is not None:
-        try:
-            validate()
-        except UserError as e:
-            raise UserError(f"{where}: methods.{name}.overrides: {e}") from None
+    method_over, train_over = split_overrides(METHODS[name], dict(overrides))
+    if epochs is not None:
+        method_over["epochs"] = epochs
+    if "steps" in train_over and "epochs" in method_over:
+        raise UserError(f"methods.{name}: give epochs or overrides.steps, not both")
+    cfg = method_config(name, backbone, method_over, res).to_dict()
+    return {"method": _jsonable(cfg), "train": _jsonable(train_over)}
 
 
-def _train_override_keys() -> list[str]:
-    """Training-loop fields a pretraining override may set besides the method's own Config."""
-    try:
-        from selfstudy.train.loop import TrainConfig
-    except ImportError:
-        return []
-    return [f.name for f in fields(TrainConfig)]
+def _check_methods(methods: tuple, backbones: tuple, res: int, where: str) -> None:
+    for m in methods:
+        if m.is_scratch:
+            continue
+        for b in backbones:
+            try:
+                _resolved_method(m.name, b, m.epochs, m.overrides, res)
+            except UserError as e:
+                raise UserError(f"{where}: methods.{m.name}: {e}") from None
 
 
 def _protocol_target(protocol: str):
-    """(options class or function) whose fields/parameters a protocol's options may set."""
+    """The budget dataclass whose fields a protocol's options may set."""
     if protocol == "finetune":
         from selfstudy.train import finetune
 
         return getattr(finetune, "Budget", None)
     from selfstudy.train import probe
 
-    return getattr(probe, protocol, None)
-
-
-# Arguments of probe.linear/knn the runner itself fills from the cell: not user options.
-_RUNNER_ARGS = {"ds", "data", "task", "backbone", "n_labels", "seed", "init", "device", "precision",
-                "channels_last", "space", "progress", "budget", "checkpoint", "features"}
+    return getattr(probe, "ProbeBudget", None)
 
 
 def _check_protocol_options(protocol: str, options: Mapping, where: str) -> None:
-    """Reject options the protocol does not take (finetune: Budget fields; linear/knn: keyword
-    arguments of :mod:`selfstudy.train.probe`), and budget values Budget refuses."""
+    """Reject options the protocol's budget does not have (finetune:
+    :class:`~selfstudy.train.finetune.Budget`; linear, knn: :class:`~selfstudy.train.probe.ProbeBudget`)
+    and values it refuses."""
     if not options:
         return
     try:
@@ -677,28 +696,23 @@ def _check_protocol_options(protocol: str, options: Mapping, where: str) -> None
         return
     if target is None:
         return
-    if is_dataclass(target):
-        allowed = [f.name for f in fields(target)]
-    else:
-        params = inspect.signature(target).parameters
-        allowed = [p for p, v in params.items()
-                   if p not in _RUNNER_ARGS and v.kind in (v.KEYWORD_ONLY, v.POSITIONAL_OR_KEYWORD)]
-    for k in options:
-        if k not in allowed:
-            near = difflib.get_close_matches(str(k), allowed, n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise UserError(f"{where}: unknown option {protocol}.{k}{hint}; allowed: {', '.join(allowed)}")
-    if is_dataclass(target):
-        try:
-            budget = target(**options)
-        except TypeError as e:
-            raise UserError(f"{where}: {protocol}: {e}") from None
-        validate = getattr(budget, "validate", None)
-        if validate is not None:
-            try:
-                validate()
-            except UserError as e:
-                raise UserError(f"{where}: {protocol}: {e}") from None
+    try:
+        _make_budget(target, options)
+    except UserError as e:
+        raise UserError(f"{where}: {protocol}: {e}") from None
+
+
+def _make_budget(cls, options: Mapping):
+    """A budget dataclass from options, through its own ``from_overrides`` (type conversion and
+    validation) when it has one."""
+    make = getattr(cls, "from_overrides", None)
+    if make is not None:
+        return make(dict(options))
+    allowed = [f.name for f in fields(cls)]
+    bad = sorted(set(options) - set(allowed))
+    if bad:
+        raise UserError(f"unknown option(s) {', '.join(bad)}; allowed: {', '.join(allowed)}")
+    return cls(**options)
 
 
 def _resolved_options(protocol: str, options: Mapping) -> dict:
@@ -708,7 +722,7 @@ def _resolved_options(protocol: str, options: Mapping) -> dict:
     except ImportError:
         target = None
     if target is not None and is_dataclass(target):
-        return _jsonable(asdict(target(**options)))
+        return _jsonable(asdict(_make_budget(target, options)))
     return _jsonable(dict(options))
 
 
@@ -744,17 +758,27 @@ def _check_labels(spec: Spec, where: str) -> None:
 
 
 def _split_sizes(data: DataSpec, factors: str) -> dict | None:
-    """Image counts of the splits the dataset config will produce: ``{"train": int, ...}`` plus
-    ``"train_per_class"`` (the smallest class) when the generator can tell; None if it cannot."""
+    """Image counts of the splits the dataset config will produce: ``{"train", "val", "test"}``, plus
+    ``"train_per_class"`` (its smallest class) when the generator can tell without rendering; None if
+    the generator is not available."""
     try:
         cfg = data.config(factors)
     except ImportError:
         return None
-    for attr in ("split_sizes", "split_counts"):
-        fn = getattr(cfg, attr, None)
-        if fn is not None:
-            return dict(fn())
-    return None
+    counts = getattr(cfg, "split_counts", None)
+    if counts is not None:
+        return dict(counts())
+    # The generator's documented rule: images come in model groups of `reuse` consecutive images, and
+    # group g belongs to bucket g % 12 (buckets 0-9 train, 10 val, 11 test).
+    from selfstudy.data.generate import SPLIT_BUCKETS
+
+    groups = -(-cfg.n // cfg.reuse)
+    sizes = [cfg.reuse] * (groups - 1) + [cfg.n - cfg.reuse * (groups - 1)]
+    out = {"train": 0, "val": 0, "test": 0}
+    for g, size in enumerate(sizes):
+        bucket = g % SPLIT_BUCKETS
+        out["train" if bucket < SPLIT_BUCKETS - 2 else ("val" if bucket == SPLIT_BUCKETS - 2 else "test")] += size
+    return out
 
 
 def _jsonable(value):

@@ -14,7 +14,7 @@ tensors that fit at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -45,6 +45,8 @@ class Task:
             the ``still_improving`` flag), in the metric's own units.
         required_arrays: dataset arrays :meth:`targets` reads (besides ``images``).
         dense: whether the head reads a feature map (per-pixel task) rather than the pooled vector.
+        augment_options: ``PaperAugment`` fields this task needs changed, because the augmentation
+            would change its labels (a mirror changes a pose).
     """
 
     name: str = ""
@@ -53,6 +55,7 @@ class Task:
     min_delta: float = 0.0
     required_arrays: tuple[str, ...] = ()
     dense: bool = False
+    augment_options: Mapping[str, Any] = {}
 
     @property
     def spec(self) -> str:

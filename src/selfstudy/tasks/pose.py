@@ -34,5 +34,8 @@ class Pose(CategoricalTask):
     target_array = "pose_class"
     class_names = POSE_CLASSES
 
+    # A horizontal mirror turns a pose into its mirror image without changing the label.
+    augment_options = {"flip": False}
+
     def available(self, factors: Factors | str | None) -> Availability:
         return needs_viewpoint(factors, "every image has pose class 0 (upright)")

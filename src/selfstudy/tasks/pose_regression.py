@@ -90,6 +90,9 @@ class PoseRegression(Task):
             "loss": float(sums["loss"]) / n,
         }
 
+    # A horizontal mirror turns a pose into its mirror image without changing the label.
+    augment_options = {"flip": False}
+
     def available(self, factors: Factors | str | None) -> Availability:
         return needs_viewpoint(factors, "every object faces the same way")
 

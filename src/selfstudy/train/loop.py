@@ -90,7 +90,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     betas: tuple[float, float] = (0.8, 0.999)
     eps: float = 1e-8
-    momentum: float = 0.9
+    sgd_momentum: float = 0.9
     warmup_epochs: float = 5.0
     warmup_max_fraction: float = 0.1
     optimizer: str = "adam"
@@ -125,7 +125,7 @@ class TrainConfig:
             raise bad("max_steps", f"it must be an integer >= max(1, min_steps={self.min_steps}) or None")
         if not (integer(self.batch_size) and self.batch_size > 0):
             raise bad("batch_size", "it must be an integer > 0")
-        for name in ("lr", "final_lr", "weight_decay", "eps", "momentum", "warmup_epochs"):
+        for name in ("lr", "final_lr", "weight_decay", "eps", "sgd_momentum", "warmup_epochs"):
             if not (number(getattr(self, name)) and getattr(self, name) >= 0):
                 raise bad(name, "it must be a number >= 0")
         if not (number(self.warmup_max_fraction) and 0 <= self.warmup_max_fraction <= 1):
@@ -245,6 +245,10 @@ class Trainer:
         self.cfg = cfg.validate()
         if not data:
             raise UserError("nothing to train on: the data dict is empty")
+        reserved = sorted({"index", "generator"} & set(data))
+        if reserved:
+            raise ValueError(f"data must not hold {reserved}: the Trainer sets batch['index'] (positions "
+                             f"in the data tensors) and batch['generator']; drop load_split's 'index'")
         sizes = {name: len(t) for name, t in data.items()}
         if len(set(sizes.values())) != 1:
             raise UserError(f"data tensors differ in length: {sizes}")
@@ -346,7 +350,7 @@ class Trainer:
             return torch.optim.Adam(groups, betas=cfg.betas, eps=cfg.eps)
         if cfg.optimizer == "adamw":
             return torch.optim.AdamW(groups, betas=cfg.betas, eps=cfg.eps)
-        return torch.optim.SGD(groups, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+        return torch.optim.SGD(groups, momentum=cfg.sgd_momentum, nesterov=cfg.sgd_momentum > 0)
 
     def _reset_epoch_stats(self) -> None:
         self._sums: dict[str, float] = {}

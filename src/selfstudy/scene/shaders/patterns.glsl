@@ -1,7 +1,7 @@
 // Procedural surface patterns, evaluated per fragment in the surface's own frame (no UVs).
 // Each pattern maps a texture coordinate q (already rotated, scaled to about one feature per unit and
 // offset by the caller) to a mixing weight t in [0, 1] between a material's two colours.
-// Kinds: 0 flat, 1 noise (fbm), 2 stripes, 3 checks, 4 cells (Voronoi), 5 marble, 6 dots.
+// KIND (a #define): 0 flat, 1 noise (fbm), 2 stripes, 3 checks, 4 cells (Voronoi), 5 marble, 6 dots.
 // Costs matter on a software rasteriser: a cheap integer hash and at most 3 octaves of value noise.
 
 float hash13(ivec3 c) {
@@ -56,18 +56,25 @@ float cells(vec3 p) {
     return id * border;
 }
 
-float pattern(int kind, vec3 q) {
-    if (kind == 1) return smoothstep(0.25, 0.75, fbm(q));
-    if (kind == 2) return smoothstep(-0.25, 0.25, sin(6.2831853 * q.x));
-    if (kind == 3) {
-        ivec3 c = ivec3(floor(q));
-        return float((c.x + c.y + c.z) & 1);
-    }
-    if (kind == 4) return cells(q);
-    if (kind == 5) return 0.5 + 0.5 * sin(6.2831853 * q.x + 5.0 * fbm(0.7 * q));
-    if (kind == 6) {
-        vec3 f = fract(q) - 0.5;
-        return 1.0 - smoothstep(0.26, 0.34, length(f));
-    }
+// The kind is a compile-time constant (the renderer builds one program per kind and sorts draws by
+// kind): a software rasteriser runs both sides of a data-dependent branch, so an "uber-shader" would
+// pay for every pattern on every fragment.
+float pattern(vec3 q) {
+#if KIND == 1
+    return smoothstep(0.25, 0.75, fbm(q));
+#elif KIND == 2
+    return smoothstep(-0.25, 0.25, sin(6.2831853 * q.x));
+#elif KIND == 3
+    ivec3 c = ivec3(floor(q));
+    return float((c.x + c.y + c.z) & 1);
+#elif KIND == 4
+    return cells(q);
+#elif KIND == 5
+    return 0.5 + 0.5 * sin(6.2831853 * q.x + 5.0 * fbm(0.7 * q));
+#elif KIND == 6
+    vec3 f = fract(q) - 0.5;
+    return 1.0 - smoothstep(0.26, 0.34, length(f));
+#else
     return 0.0;
+#endif
 }

@@ -1,0 +1,109 @@
+"""BYOL, Bootstrap Your Own Latent (Grill et al., NeurIPS 2020): a modern method beside the paper's four.
+
+An online network (the backbone, a projector ``Linear(d, h) -> BN -> ReLU -> Linear(h, proj_dim)`` and
+a predictor of the same form ``proj_dim -> h -> proj_dim``) learns to predict, from one
+:class:`~selfstudy.data.augment.SimCLRAugment` view, the projection a *target* network gives the other
+view. The target (backbone + projector) gets no gradient; its weights are an exponential moving average
+of the online ones, ``xi <- tau * xi + (1 - tau) * theta``. The loss is
+:func:`~selfstudy.methods.losses.byol_loss` (``2 - 2 cos``) for both view orders, added as in the paper
+(so it lies in [0, 8]). No negatives: the predictor and the slowly moving target keep the
+representation from collapsing.
+
+Choices for this project's short runs on small datasets, all settable:
+
+* ``momentum`` tau = 0.99, constant. The paper starts at 0.996 and raises tau to 1 along a cosine over
+  training; a method here does not know the run's total steps (the training loop owns them), so tau
+  stays at its base value. 0.99 rather than 0.996 because runs are a few thousand steps, not ~300k.
+* Head widths ``hidden_dim`` 256 and ``proj_dim`` 128 (the paper: 4096 and 256 on ResNet50's 2048-d
+  features; the backbones here pool to 256-d).
+* Adam with the paper's schedule (lr 1e-3, weight decay 1e-6), like SimCLR here, instead of LARS.
+
+When the update happens: the training loop only calls :meth:`loss` and then steps the optimizer, so the
+target is moved at the *start* of each training-mode :meth:`loss`, toward the online weights of the
+previous optimizer step: the paper's order, except that the update after the very last step is never
+made, which nothing downstream sees (only the online backbone is transferred). Only parameters are
+averaged; the target's BatchNorm statistics are its own running averages. Calls in eval mode do not
+move the target.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from selfstudy.data.augment import SimCLRAugment
+from selfstudy.methods.base import Method, MethodConfig
+from selfstudy.methods.losses import byol_loss
+from selfstudy.methods.moco import frozen_copy, momentum_update_
+
+
+def mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
+    """BYOL's projector and predictor: ``Linear(in, hidden) -> BN -> ReLU -> Linear(hidden, out)``."""
+    return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True),
+                         nn.Linear(hidden_dim, out_dim))
+
+
+class BYOL(Method):
+    """Predict a momentum target network's projection of the other view.
+
+    ``loss`` returns ``loss`` (the symmetrised ``2 - 2 cos``), ``cosine`` (the mean cosine between
+    predictions and targets) and ``features`` (detached pooled features of the first view).
+    Attributes: ``backbone``, ``projector``, ``predictor`` (trained), ``target_backbone`` and
+    ``target_projector`` (moving averages, no gradient).
+    """
+
+    name = "byol"
+
+    @dataclass
+    class Config(MethodConfig):
+        lr: float = 1e-3
+        final_lr: float = 1e-6
+        weight_decay: float = 1e-6
+        batch_size: int = 256
+        epochs: int = 100
+        momentum: float = 0.99
+        hidden_dim: int = 256
+        proj_dim: int = 128
+
+        def validate(self) -> None:
+            super().validate()
+            self._check(math.isfinite(self.momentum) and 0 <= self.momentum < 1, "momentum",
+                        "a number in [0, 1)")
+            self._check(self.hidden_dim >= 1, "hidden_dim", "an integer >= 1")
+            self._check(self.proj_dim >= 1, "proj_dim", "an integer >= 1")
+
+        def min_batch_size(self) -> int:
+            return 2  # the heads' BatchNorm needs more than one sample
+
+    def __init__(self, backbone: str, cfg: Config | None = None, **kw):
+        super().__init__(backbone, cfg, **kw)
+        c = self.cfg
+        self.projector = mlp(self.backbone.out_dim, c.hidden_dim, c.proj_dim)
+        self.predictor = mlp(c.proj_dim, c.hidden_dim, c.proj_dim)
+        self.target_backbone = frozen_copy(self.backbone)
+        self.target_projector = frozen_copy(self.projector)
+        self.augment = SimCLRAugment()
+
+    def loss(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        x, gen = self.unpack(batch)
+        n = x.shape[0]
+        if n < 2:
+            raise ValueError(f"byol needs at least 2 images per batch (BatchNorm in its heads), got {n}")
+        if self.training:
+            momentum_update_(self.target_backbone, self.backbone, self.cfg.momentum)
+            momentum_update_(self.target_projector, self.projector, self.cfg.momentum)
+        views = self.input(torch.cat([self.augment(x, gen), self.augment(x, gen)]))
+        h = self.backbone(views).pooled  # both views in one pass: BN sees all 2N
+        p = self.predictor(self.projector(h))
+        with torch.no_grad():
+            z = self.target_projector(self.target_backbone(views).pooled)
+        z_other = torch.cat([z[n:], z[:n]])  # each prediction's target is the other view's
+        # byol_loss averages over the 2N rows; twice that is the paper's sum of the two orders.
+        loss = 2 * byol_loss(p, z_other)
+        with torch.no_grad():
+            cosine = 1 - loss.detach() / 4
+        return {"loss": loss, "cosine": cosine, "features": h[:n].detach().float()}

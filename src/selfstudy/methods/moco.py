@@ -1,0 +1,206 @@
+"""MoCo v2 (He et al., CVPR 2020; Chen, Fan, Girshick & He, arXiv 2003.04297): a modern method beside
+the paper's four.
+
+A query encoder (the backbone, then an MLP head ``Linear(d, d) -> ReLU -> Linear(d, proj_dim)``) and a
+key encoder of the same shape whose weights are an exponential moving average of the query encoder's,
+
+    theta_k <- m * theta_k + (1 - m) * theta_q,
+
+and which gets no gradient. Two :class:`~selfstudy.data.augment.SimCLRAugment` views of every image;
+the query of one view is contrasted (:func:`~selfstudy.methods.losses.info_nce`, temperature T) with
+the key of the other view as its positive and a FIFO queue of K keys of earlier batches as negatives.
+With ``symmetric`` (default, as MoCo v3) both view orders count and the loss is their mean, so its scale
+does not depend on the flag; without it only view 1 queries view 2. After the loss the batch's N keys
+of view 2 (one per image, so K counts images) replace the N oldest entries of the queue.
+
+Choices for this project's short runs on small datasets, all settable:
+
+* ``momentum`` 0.99 (the paper's 0.999 is for ~500k steps on ImageNet; a run of a few thousand steps
+  would hardly move its key encoder away from the initialisation).
+* ``queue_size`` K 4096 (MoCo's CIFAR recipe; 65536 on ImageNet), clamped to half the training split
+  when ``num_train`` is known: the queue holds the keys of the last K images seen, so with K <= N/2
+  it holds, most of the time, no older key of an image in the current batch (such a key would be a
+  near-copy of the positive counted as a negative).
+* ``temperature`` 0.2 (MoCo v2).
+* Adam with the paper's schedule (lr 1e-3, weight decay 1e-6), like SimCLR here, instead of SGD.
+
+When the update happens: the training loop only calls :meth:`loss` and then steps the optimizer, so the
+key encoder is moved at the *start* of each training-mode :meth:`loss`, toward the query weights the
+previous optimizer step produced. That is the order of MoCo's reference code (update, then compute the
+keys); it lags the optimizer by one step only in that the very last step's update is never made, which
+nothing downstream sees (only the query backbone is transferred). Only parameters are averaged: the key
+encoder's BatchNorm statistics are its own running averages over the keys' batches. Calls in eval mode
+move neither the key encoder nor the queue.
+
+Shuffle-BN is not implemented. MoCo shuffles the key batch across GPUs so that a query and its key are
+normalised with different batch statistics, which stops the network from recognising "same batch" from
+BatchNorm statistics instead of image content. On one device a permutation changes no batch statistic,
+so there is nothing to shuffle; the leak is mild at these batch sizes, and the key encoder and queue
+still give MoCo's objective. Under several processes (DistributedDataParallel) the queue is a buffer,
+which DDP broadcasts from rank 0 before every forward: it then holds rank 0's keys only, where MoCo
+gathers every GPU's keys.
+
+The queue starts as K random unit vectors drawn from ``queue_seed`` (as MoCo's reference code), so the
+first K / N steps contrast partly against noise.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from selfstudy.data.augment import SimCLRAugment
+from selfstudy.methods.base import Method, MethodConfig
+from selfstudy.methods.losses import info_nce
+
+
+@torch.no_grad()
+def momentum_update_(target: nn.Module, online: nn.Module, momentum: float) -> None:
+    """The exponential moving average of MoCo's key encoder and BYOL's target network, in place:
+    ``p_target <- momentum * p_target + (1 - momentum) * p_online`` for every parameter pair.
+
+    ``target`` and ``online`` must have the same architecture (parameters pair up in registration
+    order); buffers are left alone. ``momentum`` in [0, 1]: 0 copies ``online``, 1 keeps ``target``.
+    """
+    t, o = list(target.parameters()), list(online.parameters())
+    if len(t) != len(o) or any(a.shape != b.shape for a, b in zip(t, o)):
+        raise ValueError("momentum_update_: target and online networks differ in their parameters")
+    # One fused kernel per op over all tensors instead of two per parameter (ResNet50 has ~160).
+    torch._foreach_mul_(t, momentum)
+    torch._foreach_add_(t, o, alpha=1.0 - momentum)
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` whose parameters take no gradient (and so are left out of every
+    optimizer group built from ``requires_grad``), for a momentum/target network."""
+    twin = copy.deepcopy(module)
+    twin.requires_grad_(False)
+    return twin
+
+
+def queue_length(queue_size: int, num_train: int) -> int:
+    """The queue's length K: ``queue_size``, at most half of ``num_train`` (at least 1) when the
+    training split's size is known (``num_train > 0``); see the module doc for why."""
+    if num_train <= 0:
+        return queue_size
+    return max(1, min(queue_size, num_train // 2))
+
+
+class KeyQueue(nn.Module):
+    """A FIFO ring of K unit keys, (K, D) float32, and the position of the next write.
+
+    Both are buffers, so checkpoints carry them and a resumed run continues with the same negatives.
+    :meth:`push` writes a batch's keys at ``ptr, ptr + 1, ...`` (mod K), overwriting the oldest, as if
+    written one by one; a batch longer than K leaves its last K keys.
+
+    Args:
+        size: K >= 1.
+        dim: D, the key width.
+        seed: seeds the random unit vectors the queue starts with.
+    """
+
+    def __init__(self, size: int, dim: int, seed: int = 0):
+        super().__init__()
+        if size < 1 or dim < 1:
+            raise ValueError(f"KeyQueue needs size >= 1 and dim >= 1, got {size} and {dim}")
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("keys", F.normalize(torch.randn(size, dim, generator=g), dim=1))
+        self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
+
+    def __len__(self) -> int:
+        return self.keys.shape[0]
+
+    @torch.no_grad()
+    def push(self, keys: torch.Tensor) -> None:
+        """Enqueue ``keys`` (n, D), dropping the n oldest entries (all of them when n >= K)."""
+        size, n = len(self), keys.shape[0]
+        if keys.dim() != 2 or keys.shape[1] != self.keys.shape[1]:
+            raise ValueError(f"KeyQueue.push needs (n, {self.keys.shape[1]}) keys, got {tuple(keys.shape)}")
+        keep = keys[-size:]
+        skipped = n - keep.shape[0]  # keys overwritten within this same batch
+        # Positions computed on the device from the pointer tensor: no host sync per step.
+        pos = (self.ptr + skipped + torch.arange(keep.shape[0], device=self.keys.device)) % size
+        self.keys.index_copy_(0, pos, keep.detach().to(self.keys.dtype))
+        self.ptr.copy_((self.ptr + n) % size)
+
+
+def mlp_head(in_dim: int, out_dim: int) -> nn.Sequential:
+    """MoCo v2's projection head: ``Linear(d, d) -> ReLU -> Linear(d, out_dim)`` (no BatchNorm)."""
+    return nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True), nn.Linear(in_dim, out_dim))
+
+
+class MoCo(Method):
+    """MoCo v2: contrast queries against momentum-encoded keys and a queue of earlier keys.
+
+    ``loss`` returns ``loss`` (InfoNCE, the mean of both view orders when ``symmetric``), ``key_accuracy``
+    (how often a query's positive outscores every queued key) and ``features`` (detached pooled
+    features of the first view). Attributes: ``backbone`` and ``projector`` (trained), ``key_backbone``
+    and ``key_projector`` (their moving averages, no gradient), ``queue`` (a :class:`KeyQueue`).
+    """
+
+    name = "moco"
+
+    @dataclass
+    class Config(MethodConfig):
+        lr: float = 1e-3
+        final_lr: float = 1e-6
+        weight_decay: float = 1e-6
+        batch_size: int = 256
+        epochs: int = 100
+        momentum: float = 0.99
+        queue_size: int = 4096
+        temperature: float = 0.2
+        proj_dim: int = 128
+        symmetric: bool = True
+        queue_seed: int = 0
+
+        def validate(self) -> None:
+            super().validate()
+            self._check(math.isfinite(self.momentum) and 0 <= self.momentum < 1, "momentum",
+                        "a number in [0, 1)")
+            self._check(self.queue_size >= 1, "queue_size", "an integer >= 1")
+            self._check(math.isfinite(self.temperature) and self.temperature > 0, "temperature",
+                        "a number > 0")
+            self._check(self.proj_dim >= 1, "proj_dim", "an integer >= 1")
+
+    def __init__(self, backbone: str, cfg: Config | None = None, **kw):
+        super().__init__(backbone, cfg, **kw)
+        self.projector = mlp_head(self.backbone.out_dim, self.cfg.proj_dim)
+        self.key_backbone = frozen_copy(self.backbone)
+        self.key_projector = frozen_copy(self.projector)
+        self.queue = KeyQueue(queue_length(self.cfg.queue_size, self.num_train), self.cfg.proj_dim,
+                              self.cfg.queue_seed)
+        self.augment = SimCLRAugment()
+
+    def loss(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        x, gen = self.unpack(batch)
+        n = x.shape[0]
+        if self.training:
+            momentum_update_(self.key_backbone, self.backbone, self.cfg.momentum)
+            momentum_update_(self.key_projector, self.projector, self.cfg.momentum)
+        v1, v2 = self.augment(x, gen), self.augment(x, gen)
+        # Symmetric: both views in one pass per encoder, so BatchNorm sees all 2N as in SimCLR here.
+        q_in = self.input(torch.cat([v1, v2]) if self.cfg.symmetric else v1)
+        k_in = self.input(torch.cat([v2, v1]) if self.cfg.symmetric else v2)
+        h = self.backbone(q_in).pooled
+        q = self.projector(h)
+        with torch.no_grad():
+            k = F.normalize(self.key_projector(self.key_backbone(k_in).pooled).float(), dim=1)
+        # A copy: the push below writes the queue in place, and autograd keeps the negatives for the
+        # backward pass. The queue holds only keys of earlier batches, never this batch's positives.
+        negatives = self.queue.keys.clone()
+        t = self.cfg.temperature
+        loss = info_nce(q, k, negatives, t)  # the mean over 2N queries is the mean of both orders
+        with torch.no_grad():
+            qn = F.normalize(q.detach().float(), dim=1)
+            pos = (qn * k).sum(dim=1)
+            key_accuracy = (pos > (qn @ negatives.t()).max(dim=1).values).float().mean()
+        if self.training:
+            self.queue.push(k[:n])  # the keys of view 2: one per image
+        return {"loss": loss, "key_accuracy": key_accuracy, "features": h[:n].detach().float()}

@@ -1,0 +1,388 @@
+"""Frozen-feature protocols: a linear probe and k-nearest neighbours (PAPER.md §7).
+
+The encoder (pretrained, or randomly initialised as a baseline) is frozen and run **once**, in eval mode
+and without augmentation, over the labeled subset (nested, class-balanced, exactly the images
+finetuning gets), a fixed validation subset and the test split. Everything after that works on the
+stored features, so a probe costs seconds.
+
+**Linear probe** (:func:`linear`): the task's own head (a ``Linear``) trained on the features through the
+one :class:`~selfstudy.train.loop.Trainer`: Adam, full batch (minibatches of ``batch_size`` when the
+subset is larger), ``steps`` steps with the learning rate decaying linearly to ``final_lr``. Features are
+standardised with the labeled subset's per-dimension mean and std first (the head's expressiveness is
+unchanged; the weight decay then means the same for every encoder). The L2 weight decay is chosen on the
+validation subset from a small grid (``weight_decays``), as is the step (validation every
+``eval_every`` steps; the best one is kept), and the test metric of that choice is reported. The paper's
+offline probe was scikit-learn's L-BFGS logistic regression on class-balanced subsets; Adam to
+convergence reaches the same optimum for the convex problem and also serves regression tasks.
+
+**k-NN** (:func:`knn`, classification-type tasks only): cosine similarity between L2-normalised
+features; the ``k`` nearest labeled images vote with weight ``exp(similarity / temperature)`` (Wu et
+al. 2018's weighted vote; ``temperature=0.07``). Nothing is fitted, so val and test are reported as is.
+
+Both return the "Downstream result dict" of DESIGN.md (``steps`` 0 for k-NN; ``val_last``/``test_last``
+are the linear head's final weights at the chosen weight decay).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from selfstudy.errors import UserError
+from selfstudy.tasks import CategoricalTask, Task, add_sums, get_task
+from selfstudy.train.finetune import (TEST_SUBSET_SEED, VAL_SUBSET_SEED, Selection, autocast_for,
+                                      build_encoder, check_run_args, check_task_on, fixed_subset,
+                                      input_transform, labeled_subset, open_data, prefixed, resolve_device,
+                                      resolve_init, seeded, still_improving)
+
+
+@dataclass
+class ProbeBudget:
+    """Settings of the frozen-feature protocols (see the module doc).
+
+    Attributes:
+        steps: optimizer steps of each linear fit.
+        batch_size: features per step (full batch when the subset is no larger).
+        lr, final_lr: Adam's learning rate, decaying linearly from ``lr`` to ``final_lr``.
+        weight_decays: the L2 grid the validation split chooses from.
+        eval_every: steps between validation evaluations of a fit.
+        min_delta: smallest improvement that counts (None: the task's); late_fraction: see
+            :func:`~selfstudy.train.finetune.still_improving`.
+        val_size, test_size: images scored (None or 0: the whole split); the same fixed subsets as
+            finetuning's.
+        feature_batch: images per forward pass while extracting features.
+        k, temperature: the k-NN vote.
+    """
+
+    steps: int = 300
+    batch_size: int = 4096
+    lr: float = 1e-2
+    final_lr: float = 0.0
+    weight_decays: tuple[float, ...] = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
+    eval_every: int = 25
+    min_delta: float | None = None
+    late_fraction: float = 0.2
+    val_size: int | None = 1000
+    test_size: int | None = None
+    feature_batch: int = 512
+    k: int = 20
+    temperature: float = 0.07
+
+    def validate(self) -> "ProbeBudget":
+        def integer(v, lo):
+            return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= lo
+
+        def number(v, lo):
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= lo
+
+        wds = self.weight_decays
+        checks = [
+            ("steps", integer(self.steps, 1), "an integer >= 1"),
+            ("batch_size", integer(self.batch_size, 1), "an integer >= 1"),
+            ("lr", number(self.lr, 0) and self.lr > 0, "a number > 0"),
+            ("final_lr", number(self.final_lr, 0), "a number >= 0"),
+            ("weight_decays", isinstance(wds, (tuple, list)) and len(wds) > 0
+             and all(number(w, 0) for w in wds), "a non-empty list of numbers >= 0"),
+            ("eval_every", integer(self.eval_every, 1), "an integer >= 1"),
+            ("min_delta", self.min_delta is None or number(self.min_delta, 0), "a number >= 0 or empty"),
+            ("late_fraction", number(self.late_fraction, 0) and 0 < self.late_fraction <= 1, "a number in (0, 1]"),
+            ("val_size", self.val_size is None or integer(self.val_size, 0), "an integer >= 0 or empty"),
+            ("test_size", self.test_size is None or integer(self.test_size, 0), "an integer >= 0 or empty"),
+            ("feature_batch", integer(self.feature_batch, 1), "an integer >= 1"),
+            ("k", integer(self.k, 1), "an integer >= 1"),
+            ("temperature", number(self.temperature, 0) and self.temperature > 0, "a number > 0"),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise UserError(f"probe budget: {name}={getattr(self, name)!r} is not allowed; it must be {allowed}")
+        self.weight_decays = tuple(float(w) for w in wds)
+        return self
+
+    @classmethod
+    def from_overrides(cls, overrides: Mapping[str, Any] | Sequence[str] | None = None) -> "ProbeBudget":
+        """The defaults with fields replaced from a dict or ``key=value`` strings."""
+        from selfstudy.config import parse_override
+
+        if overrides is None:
+            overrides = {}
+        if not isinstance(overrides, Mapping):
+            overrides = {".".join(p): v for p, v in map(parse_override, overrides)}
+        allowed = [f for f in cls.__dataclass_fields__]
+        bad = sorted(set(overrides) - set(allowed))
+        if bad:
+            raise UserError(f"unknown probe option(s) {', '.join(bad)}; allowed: {', '.join(allowed)}")
+        values = dict(overrides)
+        if "weight_decays" in values:
+            wds = values["weight_decays"]
+            wds = list(wds) if isinstance(wds, (list, tuple)) else [wds]
+            try:  # YAML reads 1e-3 inside a list as a string
+                values["weight_decays"] = [float(w) if isinstance(w, str) else w for w in wds]
+            except ValueError:
+                raise UserError(f"probe option weight_decays={wds!r}: it must be a list of numbers >= 0, "
+                                f"e.g. weight_decays=[0,1e-3,1e-2]") from None
+        return replace(cls(), **values).validate()
+
+
+@dataclass
+class ProbeFeatures:
+    """Frozen features of one encoder on one labeled subset: ``x_*`` (N, D) float32 (pooled features,
+    or feature maps for dense tasks), ``y_*`` the task's targets."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    subset_sha: str
+    backbone: str
+    method: str | None
+    seconds: float
+    info: dict = field(default_factory=dict)
+
+
+@torch.no_grad()
+def encode(encoder: nn.Module, input_tf: nn.Module, task: Task, images: torch.Tensor, *, batch_size: int = 512,
+           precision: str = "fp32", channels_last: bool = False) -> torch.Tensor:
+    """Frozen features of uint8 (N, H, W, 3) ``images``: what ``task``'s head reads, as float32, computed
+    in eval mode, without augmentation, in batches (under autocast when ``precision`` asks)."""
+    from selfstudy.data.device import to_float
+
+    was = encoder.training
+    encoder.eval()
+    dense_map = getattr(encoder, "dense_map", "prepool")
+    out = []
+    try:
+        for start in range(0, len(images), batch_size):
+            x = to_float(images[start:start + batch_size], channels_last=channels_last)
+            with autocast_for(precision, x.device):
+                out.append(task.features(encoder(input_tf(x)), dense_map).float())
+    finally:
+        encoder.train(was)
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def extract(ds, task: "str | Task", *, init=None, n_labels: int, seed: int = 0, backbone: str | None = None,
+            budget: ProbeBudget | None = None, device: str = "cpu", precision: str = "fp32",
+            channels_last: bool = False, space: str | None = None,
+            subset_seed: int | None = None) -> ProbeFeatures:
+    """Run the frozen encoder once over the labeled subset, the fixed validation subset and the test
+    split. ``init=None`` gives a randomly initialised encoder (seeded by ``seed``) as a baseline. The
+    arguments mean what they mean for :func:`selfstudy.train.finetune.run`."""
+    from selfstudy.data.device import load_split
+
+    t0 = time.perf_counter()
+    task = get_task(task)
+    budget = (budget or ProbeBudget()).validate()
+    check_run_args(n_labels, seed, precision)
+    ds = open_data(ds)
+    dev = resolve_device(device)
+    init, backbone = resolve_init(init, backbone)
+    check_task_on(ds, task)
+    pos, sha = labeled_subset(ds, task, int(n_labels), seed if subset_seed is None else subset_seed)
+    input_tf = input_transform(ds, init, space).to(dev)
+    with seeded(seed):
+        encoder = build_encoder(backbone, init)
+    if hasattr(encoder, "check_input_res"):
+        encoder.check_input_res(int(ds["images"].shape[1]))
+    encoder = encoder.to(dev)
+    if channels_last:
+        encoder = encoder.to(memory_format=torch.channels_last)
+    names = ("images", *task.required_arrays)
+    splits = {
+        "train": load_split(ds, "train", dev, names=names, indices=pos),
+        "val": load_split(ds, "val", dev, names=names,
+                          indices=fixed_subset(len(ds.indices("val")), budget.val_size, VAL_SUBSET_SEED)),
+        "test": load_split(ds, "test", dev, names=names,
+                           indices=fixed_subset(len(ds.indices("test")), budget.test_size, TEST_SUBSET_SEED)),
+    }
+    for name, data in splits.items():
+        if len(data["images"]) == 0:
+            raise UserError(f"dataset {ds.path} has no {name} images; probes need train, val and test")
+    feats = {name: encode(encoder, input_tf, task, data["images"], batch_size=budget.feature_batch,
+                          precision=precision, channels_last=channels_last)
+             for name, data in splits.items()}
+    return ProbeFeatures(feats["train"], task.targets(splits["train"]), feats["val"], task.targets(splits["val"]),
+                         feats["test"], task.targets(splits["test"]), sha, backbone,
+                         init["method"] if init is not None else None, time.perf_counter() - t0,
+                         {"n_labels": int(n_labels), "seed": int(seed), "task": task.spec})
+
+
+# -------------------------------------------------------------------------------------- linear probe
+class _Standardise(nn.Module):
+    """``(x - mean) / std`` with fixed statistics (buffers), then the head."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, head: nn.Module):
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head((x - self.mean) / self.std)
+
+
+def _score(module: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor, batch: int = 8192) -> dict:
+    sums = None
+    with torch.no_grad():
+        for s in range(0, len(x), batch):
+            sums = add_sums(sums, task.metric_sums(module(x[s:s + batch]).float(), y[s:s + batch]))
+    return task.metrics_from_sums(sums)
+
+
+def linear(ds=None, task: "str | Task" = "classification", *, init=None, n_labels: int | None = None,
+           seed: int = 0, backbone: str | None = None, budget: ProbeBudget | None = None,
+           device: str = "cpu", precision: str = "fp32", channels_last: bool = False,
+           space: str | None = None, subset_seed: int | None = None,
+           features: ProbeFeatures | None = None) -> dict:
+    """Linear probe on frozen features; returns the downstream result dict (see the module doc).
+
+    Pass ``features`` (from :func:`extract`) to reuse one extraction for several probes; otherwise the
+    arguments are those of :func:`extract`.
+    """
+    from selfstudy.train.loop import TrainConfig, Trainer
+
+    t0 = time.perf_counter()
+    task = get_task(task)
+    budget = (budget or ProbeBudget()).validate()
+    if features is None:
+        features = extract(ds, task, init=init, n_labels=n_labels, seed=seed, backbone=backbone, budget=budget,
+                           device=device, precision=precision, channels_last=channels_last, space=space,
+                           subset_seed=subset_seed)
+    f = features
+    if task.dense:
+        raise UserError(f"the linear probe handles image-level tasks; {task.spec!r} is dense")
+    mean = f.x_train.mean(0)
+    # A constant dimension (std 0) would divide by zero; it carries no information anyway.
+    std = f.x_train.std(0, unbiased=False).clamp_min(1e-6) if len(f.x_train) > 1 else torch.ones_like(mean)
+    min_delta = task.min_delta if budget.min_delta is None else float(budget.min_delta)
+    n = len(f.x_train)
+    batch = min(budget.batch_size, n)
+    seed = int(f.info.get("seed", seed))
+
+    best = None
+    fits = []
+    for wd in budget.weight_decays:
+        with seeded(seed):
+            module = _Standardise(mean, std, task.head(f.x_train.shape[1])).to(f.x_train.device)
+        cfg = TrainConfig(steps=budget.steps, batch_size=batch, lr=budget.lr, final_lr=budget.final_lr,
+                          weight_decay=wd, warmup_epochs=0.0, checkpoint_every=0, seed=seed)
+        sel = Selection(task, lambda m: _score(m, task, f.x_val, f.y_val), budget.eval_every, 0, min_delta)
+        trainer = Trainer(module, cfg, {"x": f.x_train, "y": f.y_train},
+                          lambda b, m=module: {"loss": task.loss(m(b["x"]), b["y"])},
+                          callbacks=[sel], progress=False, desc=f"probe wd={wd:g}")
+        trainer.run()  # patience 0: Selection never stops a probe early
+        fits.append({"weight_decay": wd, "val": sel.best, "best_step": sel.best_step})
+        if best is None or task.better(sel.best, best[1].best):
+            best = (wd, sel, module)
+    wd, sel, module = best
+    last_val = sel.curve[-1][1]
+    test_last = _score(module, task, f.x_test, f.y_test)
+    module.load_state_dict(sel.best_state)
+    test_best = _score(module, task, f.x_test, f.y_test)
+    primary = task.primary
+    return {
+        "metric": primary,
+        "higher_is_better": task.higher_is_better,
+        "val": sel.best,
+        "test": test_best[primary],
+        "val_last": last_val[primary],
+        "test_last": test_last[primary],
+        "still_improving": still_improving(sel.values, task.higher_is_better, min_delta, budget.late_fraction),
+        "steps": budget.steps * len(budget.weight_decays),
+        "seconds": f.seconds + time.perf_counter() - t0,
+        "metrics": {**prefixed("val", sel.best_metrics), **prefixed("test", test_best),
+                    **prefixed("val_last", last_val), **prefixed("test_last", test_last)},
+        "subset_sha": f.subset_sha,
+        "budget": {**asdict(budget), "weight_decay": wd, "best_step": sel.best_step, "batch": batch,
+                   "min_delta": min_delta, "fits": fits},
+        "protocol": "linear",
+        "task": task.spec,
+        "backbone": f.backbone,
+        "method": f.method,
+        "n_labels": n,
+        "seed": seed,
+        "best_step": sel.best_step,
+        "stopped_early": False,
+        "curve": [[s, m[primary]] for s, m in sel.curve],
+    }
+
+
+# ----------------------------------------------------------------------------------------------- kNN
+def knn_scores(x_train: torch.Tensor, y_train: torch.Tensor, x_query: torch.Tensor, num_classes: int,
+               k: int = 20, temperature: float = 0.07, chunk: int = 1024) -> torch.Tensor:
+    """Weighted k-NN class scores (Q, C): each query's ``k`` most cosine-similar training features vote
+    for their class with weight ``exp(similarity / temperature)``; rows are normalised to sum to 1.
+
+    x_train: (N, D), y_train: (N,) int in [0, C), x_query: (Q, D). ``k`` is capped at N.
+    """
+    k = min(int(k), len(x_train))
+    a = nn.functional.normalize(x_train.float(), dim=1)
+    out = []
+    for s in range(0, len(x_query), chunk):
+        q = nn.functional.normalize(x_query[s:s + chunk].float(), dim=1)
+        sim, idx = (q @ a.T).topk(k, dim=1)
+        # Subtracting the row max before exp changes no ratio and keeps exp(1/0.07) from overflowing.
+        w = ((sim - sim[:, :1]) / temperature).exp()
+        votes = torch.zeros(len(q), num_classes, device=q.device)
+        votes.scatter_add_(1, y_train[idx].long(), w)
+        out.append(votes / votes.sum(1, keepdim=True))
+    return torch.cat(out) if out else torch.zeros(0, num_classes)
+
+
+def knn(ds=None, task: "str | Task" = "classification", *, init=None, n_labels: int | None = None,
+        seed: int = 0, backbone: str | None = None, budget: ProbeBudget | None = None,
+        device: str = "cpu", precision: str = "fp32", channels_last: bool = False, space: str | None = None,
+        subset_seed: int | None = None, features: ProbeFeatures | None = None) -> dict:
+    """k-NN on frozen features (classification-type tasks); the downstream result dict. ``budget.k`` and
+    ``budget.temperature`` set the vote; the other arguments are those of :func:`linear`."""
+    t0 = time.perf_counter()
+    task = get_task(task)
+    if not isinstance(task, CategoricalTask):
+        raise UserError(f"k-NN votes for classes; task {task.spec!r} is not a classification task "
+                        f"(allowed: classification, pose); use the linear probe")
+    budget = (budget or ProbeBudget()).validate()
+    if features is None:
+        features = extract(ds, task, init=init, n_labels=n_labels, seed=seed, backbone=backbone, budget=budget,
+                           device=device, precision=precision, channels_last=channels_last, space=space,
+                           subset_seed=subset_seed)
+    f = features
+
+    def score(x, y):
+        p = knn_scores(f.x_train, f.y_train, x, task.num_classes, budget.k, budget.temperature)
+        return task.metrics(torch.log(p.clamp_min(1e-12)), y)  # log-votes as logits: loss = vote NLL
+
+    val, test = score(f.x_val, f.y_val), score(f.x_test, f.y_test)
+    primary = task.primary
+    k = min(budget.k, len(f.x_train))
+    return {
+        "metric": primary,
+        "higher_is_better": task.higher_is_better,
+        "val": val[primary],
+        "test": test[primary],
+        "val_last": val[primary],
+        "test_last": test[primary],
+        "still_improving": False,
+        "steps": 0,
+        "seconds": f.seconds + time.perf_counter() - t0,
+        "metrics": {**prefixed("val", val), **prefixed("test", test)},
+        "subset_sha": f.subset_sha,
+        "budget": {"k": k, "temperature": budget.temperature, "val_size": budget.val_size,
+                   "test_size": budget.test_size},
+        "protocol": "knn",
+        "task": task.spec,
+        "backbone": f.backbone,
+        "method": f.method,
+        "n_labels": len(f.x_train),
+        "seed": int(f.info.get("seed", seed)),
+        "best_step": 0,
+        "stopped_early": False,
+        "curve": [],
+    }

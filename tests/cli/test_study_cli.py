@@ -1,0 +1,124 @@
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from selfstudy.cli.main import main
+from selfstudy.study import runner
+from selfstudy.study.db import ResultsDB
+
+SPEC = {
+    "name": "clitest",
+    "datasets": {"factors": ["TCVL"], "n": 6000, "res": 32},
+    "methods": ["scratch", "rotation"],
+    "tasks": ["classification"],
+    "protocols": ["finetune"],
+    "labels": [100, 1000],
+    "seeds": [0],
+}
+
+
+class FakeCells:
+    """Stands in for the real pipeline: a deterministic result per cell, no training."""
+
+    def __init__(self, spec, study_dir, data_root=None, progress=False):
+        pass
+
+    def __call__(self, cell):
+        if cell.kind == "pretrain":
+            return {"checkpoint": "none", "metrics": {}}
+        acc = {100: 0.3, 1000: 0.6}[cell.n_labels] + (0.2 if cell.method != "scratch" else 0.0)
+        return {"metric": "accuracy", "higher_is_better": True, "val": acc, "test": acc, "val_last": acc,
+                "test_last": acc, "still_improving": False, "steps": 10, "seconds": 0.1,
+                "metrics": {"test/accuracy": acc}, "subset_sha": "x"}
+
+
+@pytest.fixture
+def spec_file(tmp_path):
+    f = tmp_path / "spec.yaml"
+    f.write_text(yaml.safe_dump(SPEC))
+    return f
+
+
+def test_run_status_report(tmp_path, spec_file, monkeypatch, capsys):
+    monkeypatch.setattr(runner, "PipelineCells", FakeCells)
+    study = tmp_path / "study"
+    assert main(["study", "run", str(spec_file), "--dir", str(study), "--no-progress", "seeds=[0,1]"]) == 0
+    out = capsys.readouterr().out
+    assert "utility" in out and f"report: {study / 'report.html'}" in out
+    with ResultsDB.open(study) as db:
+        assert len(db.rows()) == 2 * 2 * 2  # methods x labels x seeds
+
+    assert main(["study", "status", str(study)]) == 0
+    out = capsys.readouterr().out
+    assert "study clitest" in out and "10/10 cells done" in out
+    assert "pretrain    done 2  running 0  pending 0  failed 0" in out
+
+    other = tmp_path / "elsewhere" / "r.html"
+    assert main(["report", str(study / "results.sqlite"), "-o", str(other), "--bootstrap", "0"]) == 0
+    assert other.is_file() and (other.parent / "cells.csv").is_file()
+    assert "report:" in capsys.readouterr().out
+
+
+def test_cells_dry_run(spec_file, capsys):
+    assert main(["study", "cells", str(spec_file)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("5 cells: 1 pretraining, 4 downstream")
+    assert out.count("downstream  TCVL") == 4
+    assert main(["study", "cells", "paper", "--count"]) == 0
+    out = capsys.readouterr().out
+    # 12 datasets x 4 methods x 3 seeds; pose is skipped on the 6 fixed-viewpoint datasets:
+    # (12 + 6) task-datasets x 5 arms x 2 protocols x 8 label counts x 3 seeds
+    assert out.startswith(f"{144 + 18 * 5 * 2 * 8 * 3} cells: 144 pretraining")
+    assert out.count("note: skipped task pose") == 6
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["labels=[-100]"], "label count -100 is not allowed"),
+    (["methods=[scratch,byol]"], "unknown method 'byol'"),
+    (["tasks=[depht]"], "unknown task"),
+    (["backbones=[resnet7]"], "unknown backbone"),
+    (["datasets.factors=[TCXL]"], "bad factor string"),
+    (["lables=[100]"], "unknown key 'lables'"),
+])
+def test_bad_spec_exits_2_before_anything_runs(tmp_path, spec_file, args, fragment, capsys, monkeypatch):
+    monkeypatch.setattr(runner, "PipelineCells", FakeCells)
+    study = tmp_path / "never"
+    assert main(["study", "run", str(spec_file), "--dir", str(study), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("selfstudy: error: ") and fragment in err and err.count("\n") == 1
+    assert not study.exists()
+
+
+def test_missing_things_exit_2(tmp_path, capsys):
+    assert main(["study", "run", "no-such-preset"]) == 2
+    assert "presets paper, quick, smoke" in capsys.readouterr().err
+    assert main(["study", "status", str(tmp_path / "nope")]) == 2
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    assert "no results database" in capsys.readouterr().err
+
+
+def test_report_of_a_study_without_results(tmp_path, capsys):
+    with ResultsDB.open(tmp_path, create=True):
+        pass
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no finished downstream cells" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["study", "run"], ["study", "status"], ["study", "cells"], ["report"]])
+def test_help_has_examples(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv + ["--help"])
+    assert e.value.code == 0
+    assert "examples:" in capsys.readouterr().out
+
+
+def test_exit_status_of_the_real_command(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "selfstudy", "study", "cells", "quick", "labels=[0]"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("selfstudy: error: preset quick with overrides: label count 0 is not "
+                                   "allowed: label counts are positive whole numbers (100, 1000, or 1k)")

@@ -1,0 +1,134 @@
+import sqlite3
+
+import pytest
+
+from selfstudy.errors import UserError
+from selfstudy.study.db import ResultsDB
+from selfstudy.study.spec import Cell, cell_id
+
+
+def _cell(method="scratch", n=100, kind="downstream", seed=0):
+    cfg = {"kind": kind, "method": method, "n_labels": n, "seed": seed}
+    if kind == "pretrain":
+        return Cell(id=cell_id(cfg), kind=kind, dataset="1111", method=method, backbone="resnet9-tiny",
+                    seed=seed, config=cfg)
+    return Cell(id=cell_id(cfg), kind=kind, dataset="1111", method=method, backbone="resnet9-tiny", seed=seed,
+                task="classification", protocol="finetune", n_labels=n, config=cfg)
+
+
+def _result(test=0.5):
+    return {"metric": "accuracy", "higher_is_better": True, "val": test + 0.01, "test": test,
+            "val_last": test, "test_last": test - 0.01, "still_improving": False, "steps": 300,
+            "seconds": 7.5, "metrics": {"test/accuracy": test, "val/accuracy": test + 0.01},
+            "subset_sha": "abc123", "budget": {"max_steps": 300}}
+
+
+def test_cells_are_added_once_and_start_pending(tmp_path):
+    cells = [_cell(n=100), _cell(n=1000)]
+    with ResultsDB(tmp_path / "r.sqlite") as db:
+        assert db.add_cells(cells) == 2
+        assert db.add_cells(cells + [_cell(n=3000)]) == 1
+        assert len(db) == 3
+        assert set(db.statuses().values()) == {"pending"}
+        assert db.get(cells[0].id)["config"] == cells[0].config
+
+
+def test_finished_row_has_report_shape(tmp_path):
+    c = _cell()
+    with ResultsDB(tmp_path / "r.sqlite") as db:
+        db.add_cells([c])
+        db.mark_running(c.id)
+        assert db.get(c.id)["status"] == "running"
+        assert db.finish(c.id, _result(0.6), wall_seconds=8.0)
+        (row,) = db.rows()
+    for key in ("cell_id", "dataset", "method", "backbone", "task", "protocol", "n_labels", "seed", "status",
+                "metric", "higher_is_better", "test", "val", "test_last", "still_improving", "steps",
+                "seconds", "metrics", "config"):
+        assert key in row
+    assert row["status"] == "done" and row["test"] == 0.6 and row["val"] == pytest.approx(0.61)
+    assert row["higher_is_better"] is True and row["still_improving"] is False
+    assert row["metrics"] == {"test/accuracy": 0.6, "val/accuracy": 0.61}
+    assert row["subset_sha"] == "abc123" and row["steps"] == 300 and row["wall_seconds"] == 8.0
+    assert row["result"]["budget"] == {"max_steps": 300}
+    assert row["attempts"] == 1 and row["finished_at"] and row["version"]
+
+
+def test_a_done_cell_is_written_once(tmp_path):
+    c = _cell()
+    path = tmp_path / "r.sqlite"
+    with ResultsDB(path) as db:
+        db.add_cells([c])
+        assert db.finish(c.id, _result(0.6))
+        assert not db.finish(c.id, _result(0.9))   # a second run's result does not replace it
+        db.fail(c.id, "boom")                      # nor does a failure
+        db.mark_running(c.id)
+        assert db.reset_stale() == 0
+    # A second connection (another run) sees one row with the first result.
+    with ResultsDB(path) as db:
+        assert db.add_cells([c]) == 0
+        rows = db.rows()
+        assert len(rows) == 1 and rows[0]["test"] == 0.6 and rows[0]["status"] == "done"
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT COUNT(*) FROM cells WHERE cell_id=?", (c.id,)).fetchone()[0] == 1
+
+
+def test_failed_and_stale_cells(tmp_path):
+    a, b = _cell(n=100), _cell(n=1000)
+    with ResultsDB(tmp_path / "r.sqlite") as db:
+        db.add_cells([a, b])
+        db.mark_running(a.id)
+        db.mark_running(b.id)
+        db.fail(b.id, "Traceback...\nValueError: nope", wall_seconds=1.0)
+        assert db.reset_stale() == 1                  # a was left running
+        assert db.statuses() == {a.id: "pending", b.id: "failed"}
+        assert db.rows() == []
+        (f,) = db.rows(status="failed")
+        assert f["error"].endswith("nope")
+        # A failed cell can still finish on a later attempt.
+        db.mark_running(b.id)
+        assert db.finish(b.id, _result())
+        assert db.get(b.id)["error"] is None and db.get(b.id)["attempts"] == 2
+        assert db.counts() == {"downstream": {"pending": 1, "running": 0, "done": 1, "failed": 0}}
+
+
+def test_rows_filter_and_nonfinite_values(tmp_path):
+    p, d1, d2 = _cell("rotation", kind="pretrain"), _cell(n=100), _cell(n=1000)
+    with ResultsDB(tmp_path / "r.sqlite") as db:
+        db.add_cells([p, d1, d2])
+        db.finish(p.id, {"checkpoint": "x/final.pt", "metrics": {"loss": 0.1}})
+        db.finish(d1.id, {**_result(), "val": float("nan"), "metrics": {"test/accuracy": float("inf")}})
+        db.finish(d2.id, _result(0.7))
+        assert [r["cell_id"] for r in db.rows(kind="pretrain")] == [p.id]
+        assert len(db.rows(kind=None)) == 3
+        assert [r["cell_id"] for r in db.rows(cell_ids=[d2.id])] == [d2.id]
+        r1 = db.get(d1.id)
+        assert r1["val"] is None and r1["metrics"] == {"test/accuracy": None}
+        with pytest.raises(UserError, match="unknown cell status"):
+            db.rows(status="finished")
+
+
+def test_meta_round_trips(tmp_path):
+    with ResultsDB(tmp_path / "r.sqlite") as db:
+        assert db.get_meta("spec") is None
+        db.set_meta("spec", {"name": "x", "labels": [1, 2]})
+        db.set_meta("spec", {"name": "y"})
+        assert db.get_meta("spec") == {"name": "y"}
+
+
+def test_open_folder_and_missing_or_foreign_file(tmp_path):
+    with ResultsDB.open(tmp_path / "study", create=True) as db:
+        assert db.path == tmp_path / "study" / "results.sqlite"
+    with ResultsDB.open(tmp_path / "study") as db:
+        assert len(db) == 0
+    with pytest.raises(UserError, match="no results database"):
+        ResultsDB.open(tmp_path / "nothing.sqlite")
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(UserError, match="not a selfstudy results database"):
+        ResultsDB.open(junk)
+
+
+def test_finish_of_unknown_cell_is_an_error(tmp_path):
+    with ResultsDB(tmp_path / "r.sqlite") as db:
+        with pytest.raises(KeyError):
+            db.finish("0" * 16, _result())

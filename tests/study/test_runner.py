@@ -1,0 +1,329 @@
+"""The study runner with an injected cell function (fast, deterministic), including a real
+``kill -9`` of a study process and its resumption, and the real pipeline at toy scale (slow)."""
+
+import hashlib
+import io
+import json
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from selfstudy.errors import UserError
+from selfstudy.study.db import ResultsDB
+from selfstudy.study.executor import InProcessExecutor, RayExecutor
+from selfstudy.study.runner import run_study
+from selfstudy.study.spec import load_spec, spec_from_dict
+
+SPEC = {
+    "name": "fake",
+    "datasets": {"factors": ["TCVL"], "n": 6000, "res": 32},
+    "methods": {"scratch": {}, "rotation": {"epochs": 2}, "simclr": {"epochs": 1}},
+    "backbones": ["resnet9-tiny"],
+    "tasks": ["classification", "pose"],
+    "protocols": ["finetune", "linear"],
+    "labels": [100, 300, 1000],
+    "seeds": [0, 1],
+}
+
+
+def fake_result(cell) -> dict:
+    """A deterministic result from the cell alone: pretrained arms beat scratch, more labels help."""
+    u = int(hashlib.sha256(cell.id.encode()).hexdigest()[:8], 16) / 2**32  # in [0, 1)
+    if cell.kind == "pretrain":
+        return {"checkpoint": f"pretrain/{cell.id}/final.pt", "steps": 10, "metrics": {"loss": u}}
+    acc = 0.1 + 0.12 * math.log10(cell.n_labels) + (0.15 if cell.method != "scratch" else 0.0) + 0.02 * u
+    return {"metric": "accuracy", "higher_is_better": True, "val": acc + 0.01, "test": acc,
+            "val_last": acc, "test_last": acc - 0.01, "still_improving": False, "steps": 50,
+            "seconds": 0.01, "metrics": {"test/accuracy": acc, "val/accuracy": acc + 0.01},
+            "subset_sha": hashlib.sha256(f"{cell.n_labels}/{cell.seed}".encode()).hexdigest()[:12],
+            "budget": {"max_steps": 50}}
+
+
+class Recorder:
+    def __init__(self, fail=(), interrupt_after=None, delay=0.0):
+        self.calls = []
+        self.fail = set(fail)
+        self.interrupt_after = interrupt_after
+        self.delay = delay
+
+    def __call__(self, cell):
+        if self.interrupt_after is not None and len(self.calls) >= self.interrupt_after:
+            raise KeyboardInterrupt
+        self.calls.append(cell)
+        if self.delay:
+            time.sleep(self.delay)
+        if cell.id in self.fail:
+            raise ValueError(f"cell {cell.id} broke")
+        return fake_result(cell)
+
+
+def _final(study_dir) -> dict:
+    """cell id -> (status, test, metrics, attempts-independent fields) of every row."""
+    with ResultsDB.open(study_dir) as db:
+        rows = db.rows(status=None, kind=None)
+    return {r["cell_id"]: (r["status"], r["kind"], r["test"], json.dumps(r["metrics"], sort_keys=True),
+                           json.dumps(r["result"], sort_keys=True)) for r in rows}
+
+
+def test_runs_every_cell_once_and_reports(tmp_path):
+    spec = spec_from_dict(SPEC)
+    plan = spec.cells()
+    fn = Recorder()
+    out = io.StringIO()
+    result = run_study(spec, tmp_path / "s", cell_fn=fn, progress=False, out=out)
+    assert result.ok and result.done == result.total == len(plan) == result.ran
+    # Pretraining first, each once; every downstream cell once.
+    kinds = [c.kind for c in fn.calls]
+    assert kinds == ["pretrain"] * len(plan.pretrain) + ["downstream"] * len(plan.downstream)
+    assert sorted(c.id for c in fn.calls) == sorted(c.id for c in plan.all)
+    with ResultsDB.open(tmp_path / "s") as db:
+        rows = db.rows()
+        assert len(rows) == len(plan.downstream)
+        assert db.get_meta("spec")["name"] == "fake"
+    assert (tmp_path / "s" / "report.html").is_file() and (tmp_path / "s" / "cells.csv").is_file()
+    assert (tmp_path / "s" / "summary.txt").read_text().startswith("utility")
+    text = out.getvalue()
+    assert "utility" in text and "report:" in text and "rotation" in text
+    assert (tmp_path / "s" / "spec.yaml").is_file()
+
+    # A rerun has nothing to do and changes nothing.
+    before = _final(tmp_path / "s")
+    again = Recorder()
+    result = run_study(spec, tmp_path / "s", cell_fn=again, progress=False, report=False)
+    assert again.calls == [] and result.ran == 0 and result.ok
+    assert _final(tmp_path / "s") == before
+
+
+def test_interrupted_run_resumes_to_the_same_rows(tmp_path):
+    spec = spec_from_dict(SPEC)
+    run_study(spec, tmp_path / "full", cell_fn=Recorder(), progress=False, report=False)
+
+    for k in (1, 9):  # stop during pretraining, then during downstream cells
+        with pytest.raises(KeyboardInterrupt):
+            run_study(spec, tmp_path / "cut", cell_fn=Recorder(interrupt_after=k), progress=False, report=False)
+    statuses = {s for s, *_ in _final(tmp_path / "cut").values()}
+    assert "running" not in statuses  # Ctrl-C hands the interrupted cell back
+    fn = Recorder()
+    result = run_study(spec, tmp_path / "cut", cell_fn=fn, progress=False, report=False)
+    assert result.ok and result.ran == len(fn.calls) == len(spec.cells()) - 1 - 9
+    assert _final(tmp_path / "cut") == _final(tmp_path / "full")
+
+
+def test_a_cell_left_running_by_a_dead_process_runs_again(tmp_path):
+    spec = spec_from_dict(SPEC)
+    plan = spec.cells()
+    run_study(spec, tmp_path / "s", cell_fn=Recorder(), progress=False, report=False)
+    victim = plan.downstream[3]
+    con = sqlite3.connect(tmp_path / "s" / "results.sqlite")
+    with con:
+        con.execute("UPDATE cells SET status='running', test=NULL, result=NULL WHERE cell_id=?", (victim.id,))
+    con.close()
+    fn = Recorder()
+    run_study(spec, tmp_path / "s", cell_fn=fn, progress=False, report=False)
+    assert [c.id for c in fn.calls] == [victim.id]
+    assert _final(tmp_path / "s")[victim.id][0] == "done"
+
+
+def test_failures_are_recorded_and_retried(tmp_path):
+    spec = spec_from_dict(SPEC)
+    plan = spec.cells()
+    bad_pre = next(c for c in plan.pretrain if c.method == "simclr" and c.seed == 0)
+    bad_down = next(c for c in plan.downstream if c.method == "scratch")
+    fn = Recorder(fail={bad_pre.id, bad_down.id})
+    out = io.StringIO()
+    result = run_study(spec, tmp_path / "s", cell_fn=fn, progress=False, report=False, out=out)
+    dependants = [c for c in plan.downstream if c.pretrain_id == bad_pre.id]
+    assert not result.ok and len(result.failed) == 2 + len(dependants)
+    called = {c.id for c in fn.calls}
+    assert not called & {c.id for c in dependants}  # never run without their checkpoint
+    status = {k: v[0] for k, v in _final(tmp_path / "s").items()}
+    assert status[bad_pre.id] == status[bad_down.id] == "failed"
+    assert all(status[c.id] == "failed" for c in dependants)
+    assert "ValueError" in out.getvalue()
+    with ResultsDB.open(tmp_path / "s") as db:
+        assert "broke" in db.get(bad_down.id)["error"]
+
+    retry = Recorder()
+    result = run_study(spec, tmp_path / "s", cell_fn=retry, progress=False, report=False)
+    assert result.ok
+    assert {c.id for c in retry.calls} == {bad_pre.id, bad_down.id} | {c.id for c in dependants}
+
+
+def test_non_dict_result_is_a_failure(tmp_path):
+    spec = spec_from_dict({**SPEC, "methods": ["scratch"], "tasks": ["classification"], "seeds": [0]})
+    result = run_study(spec, tmp_path / "s", cell_fn=lambda cell: 0.5, progress=False, report=False)
+    assert not result.ok and "not a result dict" in result.failed[0][1]
+
+
+def test_one_run_per_study_folder(tmp_path):
+    spec = spec_from_dict({**SPEC, "methods": ["scratch"], "tasks": ["classification"], "seeds": [0]})
+    inner = {}
+
+    def nested(cell):
+        if not inner:
+            with pytest.raises(UserError, match="in use by another run") as e:
+                run_study(spec, tmp_path / "s", cell_fn=fake_result, progress=False, report=False)
+            inner["msg"] = str(e.value)
+        return fake_result(cell)
+
+    run_study(spec, tmp_path / "s", cell_fn=nested, progress=False, report=False)
+    assert f"pid {os.getpid()}" in inner["msg"]
+
+
+def test_progress_lines_and_eta(tmp_path):
+    spec = spec_from_dict({**SPEC, "seeds": [0]})
+    err = io.StringIO()
+    import contextlib
+
+    with contextlib.redirect_stderr(err):
+        run_study(spec, tmp_path / "s", cell_fn=Recorder(), progress=True, report=False)
+    text = err.getvalue()
+    n = len(spec.cells())
+    assert f"[1/{n}] pretrain ---- " not in text  # the dataset is TCVL
+    assert f"[1/{n}] pretrain TCVL rotation resnet9-tiny s0 (ETA ?)" in text
+    assert f"[{n}/{n}]" in text and "ETA" in text
+
+
+def test_executors(tmp_path):
+    def fn(x):
+        if x == 2:
+            raise ValueError("two")
+        return x * 10
+
+    out = list(InProcessExecutor().map(fn, [1, 2, 3]))
+    assert [c for c, _ in out] == [1, 2, 3]
+    assert out[0][1] == 10 and isinstance(out[1][1], ValueError) and out[2][1] == 30
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        with pytest.raises(UserError, match="pip install ray"):
+            RayExecutor()
+
+
+# --- a real process, really killed ----------------------------------------------------------------
+
+_CHILD = """
+import sys, time
+sys.path.insert(0, {here!r})
+from test_runner import SPEC, Recorder
+from selfstudy.study.runner import run_study
+from selfstudy.study.spec import spec_from_dict
+run_study(spec_from_dict(SPEC), {study!r}, cell_fn=Recorder(delay={delay}), progress=False, report=False)
+"""
+
+
+def _child(study, delay):
+    code = _CHILD.format(here=str(Path(__file__).parent), study=str(study), delay=delay)
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _done_count(study) -> int:
+    try:
+        con = sqlite3.connect(f"file:{study / 'results.sqlite'}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute("SELECT COUNT(*) FROM cells WHERE status='done'").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
+def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_rows(tmp_path):
+    spec = spec_from_dict(SPEC)
+    total = len(spec.cells())
+    run_study(spec, tmp_path / "full", cell_fn=Recorder(), progress=False, report=False)
+
+    study = tmp_path / "killed"
+    for target in (3, total // 2):  # kill during pretraining, then in the middle of downstream cells
+        proc = _child(study, delay=0.05)
+        deadline = time.monotonic() + 120
+        while _done_count(study) < target and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, proc.stderr.read().decode()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+    done = _done_count(study)
+    assert 0 < done < total
+    with ResultsDB.open(study) as db:
+        assert db.counts()["pretrain"]["running"] + db.counts()["downstream"]["running"] == 1
+
+    proc = _child(study, delay=0.0)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()
+    assert _final(study) == _final(tmp_path / "full")
+    con = sqlite3.connect(study / "results.sqlite")
+    assert con.execute("SELECT COUNT(*), COUNT(DISTINCT cell_id) FROM cells").fetchone() == (total, total)
+    con.close()
+
+
+# --- the real pipeline at toy scale ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_smoke_preset_runs_the_real_pipeline(tmp_path):
+    pytest.importorskip("selfstudy.data.generate")
+    pytest.importorskip("selfstudy.train.finetune")
+    pytest.importorskip("selfstudy.train.probe")
+    spec = load_spec("smoke")
+    out = io.StringIO()
+    result = run_study(spec, tmp_path / "s", progress=False, data_root=tmp_path / "data", out=out)
+    assert result.ok, result.failed
+    plan = spec.cells()
+    with ResultsDB.open(tmp_path / "s") as db:
+        rows = db.rows()
+        pre = db.rows(kind="pretrain")
+    assert len(rows) == len(plan.downstream) and len(pre) == len(plan.pretrain)
+    assert (tmp_path / "s" / "pretrain" / pre[0]["cell_id"] / "final.pt").is_file()
+    for r in rows:
+        assert r["metric"] and 0.0 <= r["test"] <= 1.0 and r["steps"] > 0
+    assert (tmp_path / "s" / "report.html").is_file()
+    assert "report:" in out.getvalue()
+    # Rerun: nothing runs, same rows.
+    before = _final(tmp_path / "s")
+    again = run_study(spec, tmp_path / "s", progress=False, data_root=tmp_path / "data", report=False)
+    assert again.ran == 0 and _final(tmp_path / "s") == before
+
+
+@pytest.mark.slow
+def test_real_pipeline_killed_in_pretraining_resumes_to_the_same_rows(tmp_path):
+    """``kill -9`` of ``selfstudy study run`` while it pretrains (after a ``last.pt`` was written):
+    the rerun resumes pretraining from it and ends with the rows of an uninterrupted run."""
+    pytest.importorskip("selfstudy.data.generate")
+    pytest.importorskip("selfstudy.train.finetune")
+    pytest.importorskip("selfstudy.train.probe")
+    overrides = ["methods.rotation.epochs=4", "methods.rotation.overrides.checkpoint_every=2",
+                 "protocols=[finetune]"]
+    data = tmp_path / "data"
+    spec = load_spec("smoke", overrides)
+    run_study(spec, tmp_path / "full", progress=False, data_root=data, report=False)
+    pre_id = spec.cells().pretrain[0].id
+
+    study = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "selfstudy", "study", "run", "smoke", "--dir", str(study), "--data-root",
+           str(data), "--no-progress", "--no-report", *overrides]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    last = study / "pretrain" / pre_id / "last.pt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, proc.stderr.read().decode()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    with ResultsDB.open(tmp_path / "full") as db:
+        want = {r["cell_id"]: (r["test"], r["val"], r["steps"], r["subset_sha"]) for r in db.rows()}
+    with ResultsDB.open(study) as db:
+        got = {r["cell_id"]: (r["test"], r["val"], r["steps"], r["subset_sha"]) for r in db.rows()}
+        assert len(db.rows(status=None, kind=None)) == len(spec.cells())
+    assert got == want

@@ -1,0 +1,174 @@
+import collections
+
+import pytest
+import yaml
+
+from selfstudy.errors import UserError
+from selfstudy.study.spec import expand, load_spec, preset_names, spec_from_dict
+
+
+def _raw(**kw):
+    raw = {
+        "name": "t",
+        "datasets": {"factors": ["TCVL", "0000"], "n": 6000, "res": 32},
+        "methods": {"scratch": {}, "rotation": {"epochs": 2}, "simclr": {"epochs": 1}},
+        "backbones": ["resnet9-tiny"],
+        "tasks": ["classification", "pose"],
+        "protocols": ["finetune", "linear"],
+        "labels": [100, 1000],
+        "seeds": [0, 1],
+    }
+    raw.update(kw)
+    return raw
+
+
+def test_expansion_counts_and_skipped_tasks():
+    plan = expand(spec_from_dict(_raw()))
+    # 2 datasets x 2 SSL methods x 1 backbone x 2 seeds
+    assert len(plan.pretrain) == 8
+    # TCVL: 2 tasks x 2 protocols x 2 n x 3 methods x 2 seeds; ---- has no pose (V=0): half of that
+    assert len(plan.downstream) == 48 + 24
+    assert len({c.id for c in plan.all}) == len(plan) == 80
+    assert len(plan.notes) == 1 and "pose" in plan.notes[0] and "----" in plan.notes[0]
+    assert not [c for c in plan.downstream if c.dataset == "0000" and c.task == "pose"]
+    # scratch runs under every protocol: finetune is the baseline, probes give the random-init floor
+    scratch = collections.Counter(c.protocol for c in plan.downstream if c.method == "scratch")
+    assert scratch == {"finetune": 12, "linear": 12}
+
+
+def test_pretraining_is_shared_by_downstream_cells():
+    plan = expand(spec_from_dict(_raw()))
+    by_id = {c.id: c for c in plan.pretrain}
+    keys = [(c.dataset, c.method, c.backbone, c.seed) for c in plan.pretrain]
+    assert len(set(keys)) == len(keys)  # one pretraining cell per (dataset, method, backbone, seed)
+    uses = collections.Counter()
+    for c in plan.downstream:
+        if c.method == "scratch":
+            assert c.pretrain_id is None and c.config["pretrain"] is None
+            continue
+        pre = by_id[c.pretrain_id]
+        assert (pre.dataset, pre.method, pre.backbone, pre.seed) == (c.dataset, c.method, c.backbone, c.seed)
+        assert c.config["pretrain"] == pre.id
+        uses[pre.id] += 1
+    assert set(uses) == set(by_id)
+    # TCVL: 2 tasks x 2 protocols x 2 label counts reuse one checkpoint; ----: 1 task
+    assert sorted(collections.Counter(uses.values()).items()) == [(4, 4), (8, 4)]
+
+
+def test_ids_are_stable_and_follow_the_config():
+    a = expand(spec_from_dict(_raw()))
+    b = expand(spec_from_dict(_raw()))
+    assert [c.id for c in a.all] == [c.id for c in b.all]
+    # The study name and the device are not part of any experiment.
+    c = expand(spec_from_dict(_raw(name="other", device="cpu", channels_last=False)))
+    assert [x.id for x in c.all] == [x.id for x in a.all]
+
+    # More rotation epochs: new rotation pretraining and rotation downstream ids, nothing else moves.
+    raw = _raw()
+    raw["methods"]["rotation"]["epochs"] = 3
+    d = expand(spec_from_dict(raw))
+    changed = {(x.kind, x.method) for x, y in zip(a.all, d.all) if x.id != y.id}
+    assert changed == {("pretrain", "rotation"), ("downstream", "rotation")}
+
+    # Another label count adds cells and keeps the others.
+    e = expand(spec_from_dict(_raw(labels=[100, 300, 1000])))
+    assert {x.id for x in a.all} < {x.id for x in e.all}
+
+
+def test_protocol_budget_changes_only_that_protocol():
+    a = expand(spec_from_dict(_raw()))
+    b = expand(spec_from_dict(_raw(linear={"steps": 77})))
+    changed = {x.protocol for x, y in zip(a.all, b.all) if x.id != y.id}
+    assert changed == {"linear"}
+
+
+def test_factor_spellings_and_label_shorthands():
+    s = spec_from_dict(_raw(datasets={"factors": ["-CV-", 1111, "0000"], "n": 6000}, labels=["1k", 100]))
+    assert s.datasets.factors == ("0110", "1111", "0000")
+    assert s.labels == (100, 1000)
+    with pytest.raises(UserError, match="twice"):
+        spec_from_dict(_raw(datasets={"factors": ["0110", "-CV-"]}))
+
+
+def test_method_list_shorthand_and_round_trip():
+    raw = _raw(methods=["scratch", "rotation"])
+    s = spec_from_dict(raw)
+    assert [m.name for m in s.methods] == ["scratch", "rotation"]
+    again = spec_from_dict(yaml.safe_load(yaml.safe_dump(s.to_dict(), sort_keys=False)))
+    assert again == s
+    assert [c.id for c in again.cells().all] == [c.id for c in s.cells().all]
+
+
+def test_presets_load_and_overrides_apply(tmp_path):
+    assert {"quick", "paper", "smoke"} <= set(preset_names())
+    q = load_spec("quick", ["labels=[100,1000]", "methods.rotation.epochs=3", "seeds=[0,1]"])
+    assert q.labels == (100, 1000) and q.method("rotation").epochs == 3 and q.seeds == (0, 1)
+    paper = load_spec("paper")
+    from selfstudy.factors import PAPER_DATASETS
+
+    assert paper.datasets.factors == PAPER_DATASETS
+    assert paper.labels == (100, 250, 1000, 4000, 20000, 50000, 100000, 200000)
+    assert [m.name for m in paper.methods] == ["scratch", "vae", "rotation", "cmc", "amdim"]
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(_raw(methods=["scratch", "rotation"])))
+    assert load_spec(f, ["methods.rotation.epochs=4"]).method("rotation").epochs == 4
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"methods": {"scratch": {}, "rotatoin": {}}}, r"unknown method 'rotatoin' \(did you mean 'rotation'\?\)"),
+    ({"tasks": ["classification", "segmentatio"]}, "unknown task"),
+    ({"backbones": ["resnet7"]}, "unknown backbone 'resnet7'"),
+    ({"protocols": ["finetune", "probe"]}, "unknown protocol 'probe'"),
+    ({"datasets": {"factors": ["TCXL"]}}, "bad factor string 'TCXL'"),
+    ({"datasets": {"factors": ["TCVL"], "n": -5}}, "datasets.n must be a whole number"),
+    ({"labels": [-100]}, "label count -100 is not allowed"),
+    ({"labels": [0, 100]}, "label count 0 is not allowed"),
+    ({"labels": [1.5]}, "label count 1.5 is not allowed"),
+    ({"lables": [100]}, r"unknown key 'lables' \(did you mean 'labels'\?\)"),
+    ({"datasets": {"factors": ["TCVL"], "size": 10}}, "unknown key datasets.'size'"),
+    ({"methods": {"rotation": {"epoch": 3}}}, r"unknown key methods.rotation.'epoch'"),
+    ({"methods": {"rotation": {"epochs": 0}}}, "epochs must be a whole number >= 1"),
+    ({"methods": {"rotation": {"overrides": {"lrr": 1}}}}, "unknown option"),
+    ({"methods": {"rotation": {"overrides": {"lr": -1}}}}, "lr"),
+    ({"methods": {"scratch": {"epochs": 3}}}, "scratch takes no options"),
+    ({"methods": {}}, "'methods' is missing or empty"),
+    ({"seeds": [0, 0]}, "seeds lists a seed twice"),
+    ({"seeds": [-1]}, "each seed must be a whole number >= 0"),
+    ({"device": "tpu"}, "device 'tpu' is not allowed"),
+    ({"precision": "fp8"}, "precision 'fp8' is not allowed; allowed: fp32, bf16, fp16"),
+    ({"space": "hsv"}, "space 'hsv' is not allowed"),
+    ({"channels_last": "yes please"}, "channels_last must be true or false"),
+    ({"name": "a b"}, "name 'a b' is not allowed"),
+    ({"labels": [100, 5001]}, r"label count 5001 is larger than the training split of dataset TCVL \(5000 images"),
+    ({"datasets": {"factors": ["TCVL"], "n": 600}}, "label count 1000 is larger than the training split"),
+    ({"datasets": {"factors": ["TCVL"], "models_per_class": 5}}, "datasets: bad models_per_class 5"),
+    ({"datasets": {"factors": ["TCVL"], "res": 30}}, "datasets: bad resolution 30"),
+    ({"device": "cpu", "precision": "fp16"}, "fp16 needs a CUDA device"),
+    ({"finetune": {"epochz": 3}}, "finetune: .*epochz"),
+    ({"finetune": {"max_steps": 0}}, "finetune: .*max_steps"),
+    ({"linear": {"stepz": 3}}, "linear: .*stepz"),
+    ({"knn": {"k": 0}}, "knn: .*k=0"),
+])
+def test_bad_specs_are_one_line_user_errors(change, fragment):
+    with pytest.raises(UserError, match=fragment) as e:
+        spec_from_dict(_raw(**change))
+    assert "\n" not in str(e.value)
+
+
+def test_bad_sources_and_overrides():
+    with pytest.raises(UserError, match="no spec file or preset named 'quik'"):
+        load_spec("quik")
+    with pytest.raises(UserError, match="unknown key 'lables'"):
+        load_spec("quick", ["lables=[1]"])
+    with pytest.raises(UserError, match="key=value"):
+        load_spec("quick", ["labels"])
+
+
+def test_bad_yaml_file(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("name: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_spec(f)
+    f.write_text("- just\n- a list\n")
+    with pytest.raises(UserError, match="a study spec is a YAML mapping"):
+        load_spec(f)

@@ -1,0 +1,154 @@
+"""The pretraining driver on tiny synthetic datasets (no renderer), plus one slow real-effect test."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from selfstudy.data.store import DatasetWriter
+from selfstudy.errors import UserError
+from selfstudy.methods import METHODS, build_encoder, build_method
+from selfstudy.train.checkpoint import load_checkpoint, save_checkpoint
+from selfstudy.train.pretrain import PretrainModule, load_transfer, pretrain, split_overrides
+
+
+def make_dataset(path, n=96, res=16, seed=0):
+    """Coloured shapes on a grey background: class 0 a square, 1 a disk, 2 a horizontal bar, 3 a
+    vertical bar, in random colours and places; 2/3 train, 1/6 val, 1/6 test."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:res, :res]
+    images = np.full((n, res, res, 3), 90, np.uint8)
+    label = rng.integers(0, 4, n)
+    for i in range(n):
+        cy, cx = rng.integers(res // 4, 3 * res // 4, 2)
+        r = res // 5
+        mask = [(abs(yy - cy) <= r) & (abs(xx - cx) <= r), (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r,
+                (abs(yy - cy) <= r // 3) & (abs(xx - cx) <= 2 * r),
+                (abs(xx - cx) <= r // 3) & (abs(yy - cy) <= 2 * r)][label[i]]
+        images[i][mask] = rng.integers(0, 256, 3)
+    split = np.zeros(n, np.uint8)
+    split[n * 2 // 3:] = 1
+    split[n * 5 // 6:] = 2
+    schema = {"images": ((res, res, 3), np.uint8), "label": ((), np.int64), "split": ((), np.uint8)}
+    with DatasetWriter(path, {"kind": "test-shapes", "n": n, "res": res, "seed": seed}, schema, n) as w:
+        w.write(0, {"images": images, "label": label, "split": split})
+    return path
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("data") / "shapes")
+
+
+def run_rotation(data, out, **kw):
+    args = dict(epochs=2, out=out, overrides=["batch_size=16", "checkpoint_every=3"], progress=False)
+    args.update(kw)
+    return pretrain(data, "rotation", "resnet9-tiny", **args)
+
+
+def test_pretrain_writes_a_transferable_checkpoint_and_resumes(shapes, tmp_path):
+    out = tmp_path / "run"
+    final = run_rotation(shapes, out)
+    assert final == out / "final.pt"
+    state = load_checkpoint(final)
+    assert state["method_config"]["batch_size"] == 16 and state["train_config"]["epochs"] == 2
+    assert state["dataset"]["config"]["kind"] == "test-shapes"
+    transfer = load_transfer(out)  # a run folder works too
+    assert transfer["method"] == "rotation" and transfer["backbone"] == "resnet9-tiny"
+    assert transfer["input"]["space"] == "rgb"
+    encoder = build_encoder(transfer)
+    assert encoder(torch.rand(2, 3, 16, 16)).pooled.shape == (2, 64)
+
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]  # 64 train images / 16 = 4 steps a pass
+    assert records[-1]["step"] == 8
+    for key in ("loss", "ssl_loss", "probe_loss", "probe_accuracy", "accuracy", "images_per_s", "lr"):
+        assert key in records[-1]
+    assert state["history"] == records
+
+    # rerunning the finished command changes nothing
+    before = transfer["state_dict"]
+    run_rotation(shapes, out)
+    after = load_transfer(final)["state_dict"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert len((out / "log.jsonl").read_text().splitlines()) == 2
+
+
+def test_checkpoint_of_another_method_or_backbone_is_refused(shapes, tmp_path):
+    out = tmp_path / "run"
+    pretrain(shapes, "rotation", "resnet9-tiny", out=out, overrides=["steps=1", "batch_size=16"],
+             progress=False)
+    with pytest.raises(UserError, match="method: 'rotation' there, 'simclr' here"):
+        pretrain(shapes, "simclr", "resnet9-tiny", out=out, overrides=["steps=1", "batch_size=16"],
+                 progress=False)
+    (out / "last.pt").unlink()  # only final.pt left: still checked
+    with pytest.raises(UserError, match="backbone: 'resnet9-tiny' there, 'resnet18-tiny' here"):
+        pretrain(shapes, "rotation", "resnet18-tiny", out=out, overrides=["steps=1", "batch_size=16"],
+                 progress=False)
+
+
+def test_overrides_are_routed_and_checked():
+    m, t = split_overrides(METHODS["simclr"], {"temperature": "0.1", "lr": "1e-3", "steps": "5",
+                                              "grad_clip": "1.0", "betas": "0.9,0.99", "max_steps": "none"})
+    assert m == {"temperature": "0.1", "lr": "1e-3", "betas": "0.9,0.99"}
+    assert t == {"steps": 5, "grad_clip": 1.0, "max_steps": None}
+    # CMC's own "momentum" (the memory bank's) goes to the method
+    assert split_overrides(METHODS["cmc"], {"momentum": "0.5"}) == ({"momentum": "0.5"}, {})
+    with pytest.raises(UserError, match=r"unknown option\(s\) temprature for simclr; allowed: .*temperature"):
+        split_overrides(METHODS["simclr"], {"temprature": "0.1"})
+    with pytest.raises(UserError, match="steps='many': it must be an integer"):
+        split_overrides(METHODS["rotation"], {"steps": "many"})
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"method": "jigsaw"}, "unknown method 'jigsaw'; allowed: rotation"),
+    ({"backbone": "vgg"}, "unknown backbone 'vgg'; allowed: resnet9"),
+    ({"res": 12}, "cannot take 12 px input; allowed: a multiple of 8"),
+    ({"res": 32}, "is 16 px but res=32"),
+    ({"data": "TCXL"}, "neither a dataset folder nor a factor string"),
+    ({"overrides": ["lr"]}, "bad override 'lr'; write key=value"),
+    ({"overrides": ["bogus=1"]}, "unknown option"),
+    ({"overrides": ["lr=-1"]}, "lr must be a number > 0"),
+    ({"precision": "fp16"}, "fp16 needs a CUDA device"),
+    ({"device": "tpu"}, "unknown device 'tpu'"),
+])
+def test_bad_input_raises_user_error_before_writing(shapes, tmp_path, kw, message):
+    args = {"data": shapes, "method": "rotation", "backbone": "resnet9-tiny", "out": tmp_path / "run",
+            "overrides": ["steps=1", "batch_size=16"], "progress": False, **kw}
+    with pytest.raises(UserError, match=message):
+        pretrain(args.pop("data"), args.pop("method"), args.pop("backbone"), **args)
+    assert not (tmp_path / "run" / "final.pt").exists()
+
+
+def test_probe_does_not_change_the_backbone_gradient():
+    torch.manual_seed(0)
+    method = build_method("rotation", "resnet9-tiny", {"batch_size": 8})
+    module = PretrainModule(method, num_classes=4)
+    images = torch.randint(0, 256, (8, 16, 16, 3), dtype=torch.uint8)
+    batch = {"images": images, "label": torch.arange(8) % 4, "index": torch.arange(8)}
+
+    def backbone_grads(with_probe):
+        module.zero_grad()
+        b = {**batch, "generator": torch.Generator().manual_seed(1)}
+        if not with_probe:
+            b.pop("label")  # no labels: the probe is skipped
+        out = module(b)
+        out["loss"].backward()
+        assert ("probe_accuracy" in out) == with_probe
+        assert (module.probe.weight.grad is not None) == with_probe
+        return [p.grad.clone() for p in method.parameters()]
+
+    a, b = backbone_grads(True), backbone_grads(False)
+    assert all(torch.allclose(x, y, atol=1e-7) for x, y in zip(a, b))
+
+
+def test_load_transfer_rejects_other_files(tmp_path):
+    save_checkpoint(tmp_path / "other.pt", {"model": {"w": torch.zeros(1)}})
+    with pytest.raises(UserError, match="not a selfstudy pretraining checkpoint"):
+        load_transfer(tmp_path / "other.pt")
+    (tmp_path / "bad.pt").write_text("hello")
+    with pytest.raises(UserError, match="not a readable"):
+        load_transfer(tmp_path / "bad.pt")
+    with pytest.raises(UserError, match="holds no final.pt"):
+        load_transfer(tmp_path)
