@@ -12,7 +12,7 @@ from method_testing import make_batch, structured_images
 
 
 def test_registry_names_match_classes():
-    assert list(METHODS) == ["rotation", "vae", "cmc", "amdim", "simclr"]
+    assert list(METHODS) == ["rotation", "vae", "cmc", "amdim", "simclr", "moco", "byol"]
     for name, cls in METHODS.items():
         assert issubclass(cls, Method) and cls.name == name
         assert cls.Config.method == name
@@ -20,8 +20,8 @@ def test_registry_names_match_classes():
 
 
 def test_unknown_method_lists_the_allowed_ones():
-    with pytest.raises(UserError, match="unknown method 'byol'.*rotation, vae, cmc, amdim, simclr"):
-        build_method("byol", "resnet9-tiny")
+    with pytest.raises(UserError, match="unknown method 'dino'.*rotation, vae, cmc, amdim, simclr, moco, byol"):
+        build_method("dino", "resnet9-tiny")
 
 
 def test_unknown_backbone_is_a_user_error():
