@@ -80,9 +80,9 @@ def test_splits_are_model_disjoint_and_follow_the_paper(tcvl):
     _, path = tcvl
     a = arrays(path)
     split, label, model = a["split"], a["label"], a["model_id"]
-    # Groups of 10 images share a model; groups cycle train x10, val, test.
+    # Groups of 10 images share a model; groups cycle train, val, test, train x9.
     assert np.bincount(split, minlength=3).tolist() == [100, 10, 10]
-    assert np.all(split[100:110] == SPLITS["val"]) and np.all(split[110:] == SPLITS["test"])
+    assert np.all(split[10:20] == SPLITS["val"]) and np.all(split[20:30] == SPLITS["test"])
     shapes = {s: set(zip(label[split == s], model[split == s])) for s in range(3)}
     assert not shapes[0] & shapes[2] and not shapes[0] & shapes[1] and not shapes[1] & shapes[2]
     for s in range(3):
@@ -125,7 +125,8 @@ def test_same_config_same_bytes_for_any_worker_count(tcvl, tmp_path):
 
 def test_another_seed_gives_other_images(tcvl, tmp_path):
     cfg, first = tcvl
-    other = generate(DatasetConfig(factors="TCVL", seed=4, **TINY), tmp_path / "ds", workers=1, progress=False)
+    other = generate(DatasetConfig(factors="TCVL", seed=4, **TINY), tmp_path / "ds", workers=1,
+                     progress=False)
     a, b = arrays(first), arrays(other)
     assert not np.array_equal(a["images"], b["images"])
     assert np.array_equal(a["split"], b["split"])  # the split pattern is fixed; the draws differ
@@ -179,7 +180,8 @@ def test_existing_output_is_refused(tcvl):
 
 
 def test_multi_object_dataset(tmp_path):
-    cfg = DatasetConfig(factors="TCVL", n=20, res=64, multi=True, chunk=20, models_per_class=12, supersample=1)
+    cfg = DatasetConfig(factors="TCVL", n=20, res=64, multi=True, chunk=20, models_per_class=12,
+                        supersample=1)
     a = arrays(generate(cfg, tmp_path / "ds", workers=1, progress=False))
     assert a["classes"].shape == (20, 4) and a["rotation"].shape == (20, 4, 3, 3)
     assert np.all(a["label"] == -1)

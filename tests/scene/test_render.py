@@ -127,12 +127,7 @@ def test_tiles_do_not_leak_and_batches_equal_single_renders(renderer):
     big = scenes(CAM.rotation, near, 0.5, [[2]], [[7]])
     tilted = scenes(axis_rotation("y", 0.7), view_centre(CAM), 0.5, [[3]], [[5]])
     parts = [big, cube, tilted]
-    batch = SceneBatch(*(np.concatenate([getattr(p, f) for p in parts]) if not isinstance(getattr(big, f), Materials)
-                         else Materials(*(np.concatenate([getattr(getattr(p, f), g) for p in parts])
-                                          for g in ("colour_a", "colour_b", "kind", "tint", "tint_amount",
-                                                    "texture")))
-                         for f in ("classes", "model_id", "rotation", "scale", "position", "colour", "objects",
-                                   "background", "light")))
+    batch = SceneBatch.concatenate(parts)
     together = renderer.render(batch, meshes)
     for i, p in enumerate(parts):
         # The same scene in another tile is rasterised at other window coordinates: equal up to
@@ -159,7 +154,8 @@ def test_mesh_cache_eviction_keeps_results_identical():
             assert len(small._arena.entries) <= 3  # two models plus the pinned background plane
         assert small._arena.version > 0  # it did evict and compact
         # A batch that needs more models than the bound still renders them all.
-        batch = scenes(paper_rotation(), view_centre(CAM), 0.5, [[m] for m in range(4)], [[m] for m in range(4)])
+        four = [[m] for m in range(4)]
+        batch = scenes(paper_rotation(), view_centre(CAM), 0.5, four, four)
         np.testing.assert_array_equal(small.render(batch, meshes).rgb, big.render(batch, meshes).rgb)
     finally:
         small.release()
@@ -186,7 +182,8 @@ def test_multi_object_ids_are_consistent(renderer):
 def render_sampled(renderer, factors, n=48, seed=0):
     rng = np.random.default_rng(seed)
     classes = np.arange(n)[:, None] % 10
-    batch = sample_scenes(factors, rng, classes, np.arange(n)[:, None] % 4, class_colours(np.random.default_rng(5)))
+    reference = class_colours(np.random.default_rng(5))
+    batch = sample_scenes(factors, rng, classes, np.arange(n)[:, None] % 4, reference)
     return batch, renderer.render(batch, meshes)
 
 

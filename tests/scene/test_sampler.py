@@ -36,7 +36,8 @@ def test_viewpoint_factor_changes_only_rotation():
     assert np.std(varied.rotation[:, 0, :, 0], axis=0).min() > 0.1
     assert np.array_equal(fixed.light, varied.light)
     assert np.array_equal(fixed.colour, varied.colour) and np.array_equal(fixed.scale, varied.scale)
-    assert materials_equal(fixed.objects, varied.objects) and materials_equal(fixed.background, varied.background)
+    assert materials_equal(fixed.objects, varied.objects)
+    assert materials_equal(fixed.background, varied.background)
 
 
 def test_lighting_factor_changes_only_light():

@@ -14,8 +14,9 @@ EPILOG = """examples:
   selfstudy render --preview --multi
 
 Factors are 4 characters in TCVL order (Texture, Colour, Viewpoint, Lighting): bits like 0110 or
-letters like -CV- (a dash is off; write --factors=-CV- when the string starts with a dash). Without --out the dataset goes to $SELFSTUDY_DATA (default
-./data/datasets) under a name made from its config, and an existing one with the same config is reused.
+letters like -CV- (a dash is off; write --factors=-CV- when the string starts with a dash). Without
+--out the dataset goes to $SELFSTUDY_DATA (default ./data/datasets) under a name made from its
+config, and an existing one with the same config is reused.
 """
 
 
@@ -25,10 +26,11 @@ def register(subparsers) -> None:
         description="Render a dataset of synthetic scenes with all their labels (class, pose, depth, "
                     "segmentation) into a dataset folder, over one process per core.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--factors", default="TCVL", help="difficulty factors, e.g. TCVL, -CV-, 0110 (default TCVL)")
+    p.add_argument("--factors", default="TCVL",
+                   help="difficulty factors, e.g. TCVL, 0110 (= -CV-) (default TCVL)")
     p.add_argument("--n", type=int, default=100_000, help="number of images (default 100000)")
     p.add_argument("--res", type=int, default=None,
-                   help="image side in pixels, a multiple of 8 from 32 to 256 (default 64, or 128 with --multi)")
+                   help="image side, pixels: a multiple of 8 from 32 to 256 (default 64; 128 with --multi)")
     p.add_argument("--multi", action="store_true", help="4 objects per scene (segmentation, depth)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     p.add_argument("--models-per-class", type=int, default=240, dest="models_per_class",
@@ -63,7 +65,8 @@ def run(args) -> int:
         path = ensure_dataset(cfg, workers=args.workers, progress=not args.quiet)
     else:
         path = Path(args.out)
-        if (path / "manifest.json").is_file() and open_dataset(path).manifest.get("config_hash") == cfg.hash():
+        existing = (path / "manifest.json").is_file() and open_dataset(path).manifest.get("config_hash")
+        if existing == cfg.hash():  # already made with this config
             print(path)
             return 0
         path = generate(cfg, path, workers=args.workers, progress=not args.quiet)

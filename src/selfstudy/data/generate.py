@@ -15,8 +15,10 @@ How the images are organised:
   image.
 * **Splits by model** (the paper's 10/1/1): model ids ``m`` of a class with ``m % 12 < 10`` are
   training shapes, ``m % 12 == 10`` validation and ``m % 12 == 11`` test, for every dataset and seed, so
-  a test shape is never seen in training. Model group ``g`` belongs to split ``g % 12`` in the same way
-  (5/6 of the images train, 1/12 val, 1/12 test) and draws its models from that split only.
+  a test shape is never seen in training. Model group ``g`` belongs to the split of
+  ``GROUP_SPLITS[g % 12]`` (10 train, 1 val, 1 test: 5/6 of the images train, 1/12 val, 1/12 test; the
+  val and test groups come early, so even a 30-image dataset has all three) and draws its models from
+  that split only.
 * **Class colours** (factor C = 0): one random HSV reference per class, from the dataset seed.
 """
 
@@ -39,9 +41,13 @@ from selfstudy.scene.classes import CLASSES, NUM_CLASSES
 
 #: Bump when the generator changes the bytes a config produces: it is part of every config hash.
 GENERATOR_VERSION = 1
-#: Model ids modulo 12: buckets 0-9 train, 10 val, 11 test (the paper's 12 buckets).
+#: The paper's 12 buckets: 10 train, 1 val, 1 test.
 SPLIT_BUCKETS = 12
-_BUCKET_SPLIT = np.array([SPLITS["train"]] * 10 + [SPLITS["val"], SPLITS["test"]], dtype=np.uint8)
+_TRAIN, _VAL, _TEST = SPLITS["train"], SPLITS["val"], SPLITS["test"]
+#: Split of model id m: MODEL_SPLITS[m % 12].
+MODEL_SPLITS = np.array([_TRAIN] * 10 + [_VAL, _TEST], dtype=np.uint8)
+#: Split of model group g: GROUP_SPLITS[g % 12].
+GROUP_SPLITS = np.array([_TRAIN, _VAL, _TEST] + [_TRAIN] * 9, dtype=np.uint8)
 _COLOUR_STREAM, _CHUNK_STREAM = 0, 1
 
 
@@ -153,7 +159,7 @@ def schema(cfg: DatasetConfig) -> dict:
 def split_models(split: int, models_per_class: int) -> np.ndarray:
     """Model ids (ascending) of split 0 train / 1 val / 2 test among ``0 .. models_per_class - 1``."""
     ids = np.arange(models_per_class)
-    return ids[_BUCKET_SPLIT[ids % SPLIT_BUCKETS] == split]
+    return ids[MODEL_SPLITS[ids % SPLIT_BUCKETS] == split]
 
 
 def colour_reference(seed: int) -> np.ndarray:
@@ -171,7 +177,7 @@ def chunk_scenes(cfg: DatasetConfig, c: int):
     rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(_CHUNK_STREAM, c)))
     groups = -(-(stop - start) // cfg.reuse)
     first_group = start // cfg.reuse
-    split = _BUCKET_SPLIT[(first_group + np.arange(groups)) % SPLIT_BUCKETS]
+    split = GROUP_SPLITS[(first_group + np.arange(groups)) % SPLIT_BUCKETS]
     k = cfg.objects
     classes = rng.integers(0, NUM_CLASSES, size=(groups, k))
     pick = rng.random((groups, k))
@@ -251,9 +257,10 @@ def _write_chunk(cfg: DatasetConfig, folder: str, c: int) -> int:
 
 
 def _init_worker(threads: int) -> None:
-    # llvmpipe reads its thread count when the context is made: one rasteriser thread per worker when
-    # the workers fill the cores, instead of every process starting one per core.
-    os.environ.setdefault("LP_NUM_THREADS", str(threads))
+    # llvmpipe reads its thread count when the context is made. When the workers fill the cores, each
+    # rasterises on its own thread (0 = no extra threads) instead of every process starting one thread
+    # per core; a value the user set wins.
+    os.environ.setdefault("LP_NUM_THREADS", str(threads if threads > 1 else 0))
 
 
 def default_workers() -> int:

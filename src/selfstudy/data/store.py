@@ -138,7 +138,6 @@ def write_slice(folder: str | os.PathLike, start: int, batch: Mapping[str, np.nd
     for name, values in batch.items():
         arr = np.load(folder / f"{name}.npy", mmap_mode="r+")
         arr[start:start + len(values)] = values
-        arr.flush()
         del arr
 
 

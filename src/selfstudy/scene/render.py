@@ -126,7 +126,7 @@ class Renderer:
 
         kwargs = {"backend": backend} if backend else {}
         try:
-            self.ctx = moderngl.create_standalone_context(require=330, **kwargs)
+            self.ctx = moderngl.create_standalone_context(require=430, **kwargs)  # multi-draw indirect
         except Exception as e:  # the driver's message says what is missing (libEGL, a device, ...)
             raise RuntimeError(f"cannot create a headless OpenGL context ({backend}): {e}. "
                                f"On Debian/Ubuntu install libegl1 libgl1-mesa-dri libegl-mesa0.") from e
@@ -172,9 +172,8 @@ class Renderer:
         self._final = [ctx.texture(out, 4, dtype="f1"), ctx.texture(out, 1, dtype="f4"),
                        ctx.texture(out, 1, dtype="u1"), ctx.texture(out, 1, dtype="u1")]
         self._final_fbo = ctx.framebuffer(color_attachments=self._final)
-        self._resolve = ctx.program(
-            vertex_shader=_source("resolve_vertex.glsl"),
-            fragment_shader=f"#version 330 core\n#define SS {self.supersample}\n" + _source("resolve_fragment.glsl"))
+        resolve = f"#version 330 core\n#define SS {self.supersample}\n" + _source("resolve_fragment.glsl")
+        self._resolve = ctx.program(vertex_shader=_source("resolve_vertex.glsl"), fragment_shader=resolve)
         self._resolve["u_colour"].value = 0
         self._resolve["u_depth"].value = 1
         self._resolve["u_res"].value = self.res
@@ -356,15 +355,16 @@ class _PlainMesh:
 class _MeshArena:
     """All cached meshes in one vertex and one index buffer, so any set of them is one multi-draw.
 
-    Entries are ``key -> (base_vertex, first_index, index_count)``, least recently used first. When a
-    batch needs room the arena is compacted into fresh buffers (GPU-side copies) keeping the batch's
-    meshes and the most recent others up to half the capacity; it grows when a batch alone needs more.
-    ``version`` changes whenever the buffers are replaced.
+    Entries are ``key -> (base_vertex, first_index, index_count, vertex_count)``, least recently used
+    first. The buffers grow (doubling) as meshes arrive. When more than ``max_models`` meshes would be
+    held, the least recently used ones not needed by the current batch are dropped down to 3/4 of the
+    bound and the rest are compacted into fresh buffers by GPU-side copies; a batch that alone needs more
+    meshes than the bound still gets them all. ``version`` changes whenever the buffers are replaced.
     """
 
     VERTEX_BYTES = 24
 
-    def __init__(self, ctx, max_models: int, vertex_capacity: int = 1 << 18, index_capacity: int = 1 << 20):
+    def __init__(self, ctx, max_models: int, vertex_capacity: int = 1 << 16, index_capacity: int = 1 << 18):
         self.ctx = ctx
         self.max_models = max(1, int(max_models))
         self.vertex_capacity = vertex_capacity
@@ -389,11 +389,16 @@ class _MeshArena:
                 v = np.concatenate([np.asarray(mesh.vertices, np.float32),
                                     np.asarray(mesh.normals, np.float32)], axis=1)
                 missing.append((key, np.ascontiguousarray(v), np.ascontiguousarray(mesh.faces, np.uint32)))
-        need_v = sum(len(v) for _, v, _ in missing)
-        need_i = sum(f.size for _, _, f in missing)
-        if (self.vertex_used + need_v > self.vertex_capacity or self.index_used + need_i > self.index_capacity
-                or len(self.entries) + len(missing) > self.max_models):
-            self._compact(set(wanted), need_v, need_i)
+        if missing:
+            if len(self.entries) + len(missing) > self.max_models:
+                protected = set(wanted) | self.pinned
+                keep_count = max(len(protected), (3 * self.max_models) // 4 - len(missing))
+                droppable = [key for key in self.entries if key not in protected]  # oldest first
+                drop = set(droppable[:max(0, len(self.entries) - keep_count)])
+                self._rebuild([key for key in self.entries if key not in drop], missing)
+            elif (self.vertex_used + sum(len(v) for _, v, _ in missing) > self.vertex_capacity
+                  or self.index_used + sum(f.size for _, _, f in missing) > self.index_capacity):
+                self._rebuild(list(self.entries), missing)
         for key, v, f in missing:
             self.vertices.write(v, offset=self.vertex_used * self.VERTEX_BYTES)
             self.indices.write(f, offset=self.index_used * 4)
@@ -404,26 +409,15 @@ class _MeshArena:
             self.pinned.update(wanted)
         return {key: self.entries[key] for key in wanted}
 
-    def _compact(self, wanted: set, need_v: int, need_i: int) -> None:
-        keep_v = sum(e[3] for key, e in self.entries.items() if key in wanted or key in self.pinned)
-        keep_i = sum(e[2] for key, e in self.entries.items() if key in wanted or key in self.pinned)
+    def _rebuild(self, keep: list, missing: list) -> None:
+        """New buffers holding the ``keep`` entries (in LRU order) with room for ``missing``."""
+        need_v = sum(self.entries[k][3] for k in keep) + sum(len(v) for _, v, _ in missing)
+        need_i = sum(self.entries[k][2] for k in keep) + sum(f.size for _, _, f in missing)
         vcap, icap = self.vertex_capacity, self.index_capacity
-        while keep_v + need_v > vcap // 2:
+        while need_v > vcap:
             vcap *= 2
-        while keep_i + need_i > icap // 2:
+        while need_i > icap:
             icap *= 2
-        budget_v, budget_i = vcap // 2 - keep_v - need_v, icap // 2 - keep_i - need_i
-        slots = self.max_models // 2 - len(wanted) - len(self.pinned)
-        keep = []
-        for key, e in reversed(self.entries.items()):  # most recent first
-            if key in wanted or key in self.pinned:
-                keep.append(key)
-            elif slots > 0 and e[3] <= budget_v and e[2] <= budget_i:
-                keep.append(key)
-                budget_v -= e[3]
-                budget_i -= e[2]
-                slots -= 1
-        keep.reverse()
         vertices = self.ctx.buffer(reserve=vcap * self.VERTEX_BYTES)
         indices = self.ctx.buffer(reserve=icap * 4)
         entries: OrderedDict = OrderedDict()
@@ -443,4 +437,3 @@ class _MeshArena:
         self.vertex_used, self.index_used = vu, iu
         self.entries = entries
         self.version += 1
-

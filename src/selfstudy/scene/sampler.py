@@ -91,6 +91,12 @@ class Materials:
     def __getitem__(self, index) -> "Materials":
         return Materials(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
+    @staticmethod
+    def concatenate(parts: list["Materials"]) -> "Materials":
+        """Join along the first axis."""
+        return Materials(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
+                            for f in fields(Materials)})
+
 
 @dataclass
 class SceneBatch:
@@ -122,6 +128,16 @@ class SceneBatch:
     def __getitem__(self, index) -> "SceneBatch":
         """Scenes ``index`` (a slice or an index array) as a new batch."""
         return SceneBatch(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    @staticmethod
+    def concatenate(parts: list["SceneBatch"]) -> "SceneBatch":
+        """The scenes of several batches (with the same K) as one batch."""
+        joined = {}
+        for f in fields(SceneBatch):
+            values = [getattr(p, f.name) for p in parts]
+            joined[f.name] = Materials.concatenate(values) if isinstance(values[0], Materials) \
+                else np.concatenate(values)
+        return SceneBatch(**joined)
 
 
 def class_colours(rng: np.random.Generator) -> np.ndarray:
