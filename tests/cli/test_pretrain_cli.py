@@ -66,6 +66,14 @@ def test_help_has_examples(capsys):
     assert "selfstudy pretrain --method rotation" in capsys.readouterr().out
 
 
-def test_bench_unknown_name_is_exit_2(capsys):
+def test_bench_runs_scripts_by_name_and_prints_their_json(tmp_path, monkeypatch, capsys):
+    (tmp_path / "fast.py").write_text('import json, sys\nprint("warming up")\n'
+                                      'print(json.dumps({"benchmark": "fast", "args": sys.argv[1:]}))\n')
+    (tmp_path / "broken.py").write_text("raise SystemExit(3)\n")
+    monkeypatch.setenv("SELFSTUDY_BENCHMARKS", str(tmp_path))
+    assert main(["bench", "fast", "--args=--bf16"]) == 0
+    assert capsys.readouterr().out.strip() == '{"benchmark": "fast", "args": ["--bf16"]}'
+    assert main(["bench", "broken"]) == 1
+    assert '"error": "exit 3' in capsys.readouterr().out
     assert main(["bench", "no_such_benchmark"]) == 2
-    assert "unknown benchmark 'no_such_benchmark'; available: " in capsys.readouterr().err
+    assert "unknown benchmark 'no_such_benchmark'; available: broken, fast" in capsys.readouterr().err

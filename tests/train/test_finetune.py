@@ -121,9 +121,10 @@ def test_absurdly_small_budget_is_flagged_still_improving(ds):
 
 
 def test_early_stopping_ends_a_converged_run(ds):
-    budget = Budget(min_steps=400, max_steps=400, batch_size=32, eval_every=5, patience=3)
+    budget = Budget(min_steps=400, max_steps=400, batch_size=32, eval_every=5, patience=3, min_fraction=0.1)
     r = run(ds, "classification", backbone="resnet9-tiny", n_labels=100, seed=0, budget=budget)
-    assert r["stopped_early"] and r["budget"]["stopped_early"] and r["steps"] < 400
+    assert r["stopped_early"] and r["budget"]["stopped_early"] and 40 <= r["steps"] < 400
+    assert r["budget"]["min_stop_step"] == 40
     assert r["still_improving"] is False and r["steps"] == r["curve"][-1][0]
     assert r["test"] >= 0.9
 
@@ -158,6 +159,7 @@ def test_budget_rule_and_overrides():
     assert b.planned_steps(10 ** 6) == b.max_steps
     b2 = Budget.from_overrides(["max_steps=50", "min_steps=10", "epochs=2", "lr=1e-3"])
     assert (b2.max_steps, b2.min_steps, b2.epochs, b2.lr) == (50, 10, 2.0, 1e-3)
+    assert Budget.from_overrides({"epochs": "300", "min_delta": ""}).epochs == 300.0  # strings as YAML
     from selfstudy.tasks import get_task
 
     resolved = b2.resolve(320, get_task("classification"))

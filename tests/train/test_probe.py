@@ -86,6 +86,8 @@ def test_probe_of_a_pretrained_state_and_regression(ds):
     r = linear(task="pose-regression", features=feats, budget=ProbeBudget(steps=20, eval_every=10))
     assert r["metric"] == "angular_error" and not r["higher_is_better"] and r["method"] == "rotation"
     assert 0 <= r["test"] <= 180
+    with pytest.raises(UserError, match="extracted for task 'pose-regression'"):
+        linear(task="classification", features=feats)
 
 
 def test_same_subset_as_finetuning(ds):

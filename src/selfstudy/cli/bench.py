@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ examples:
   selfstudy bench                       run every benchmark, one JSON line each
   selfstudy bench train_throughput      just that one (the file benchmarks/train_throughput.py)
   selfstudy bench --list
-  selfstudy bench train_throughput -- --bf16     arguments after -- go to the script
+  selfstudy bench train_throughput --args="--bf16 --repeats 9"     arguments for the script(s)
 
 Benchmarks compare against a reference measured in the same run (a ratio), because absolute times on a
 shared machine drift. Set SELFSTUDY_BENCHMARKS to use another folder of scripts.
@@ -45,6 +46,8 @@ def register(subparsers) -> None:
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (default: all)")
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    p.add_argument("--args", default="", metavar="STRING",
+                   help="arguments passed to each script, as one quoted string")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per benchmark (default: %(default)s)")
     p.set_defaults(func=run)
 
@@ -52,10 +55,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from selfstudy.errors import UserError
 
-    names, script_args = list(args.names), []
-    if "--" in names:  # argparse keeps a literal "--" among positionals
-        cut = names.index("--")
-        names, script_args = names[:cut], names[cut + 1:]
+    names, script_args = list(args.names), shlex.split(args.args)
     folder = benchmarks_dir()
     found = available(folder)
     if not found:

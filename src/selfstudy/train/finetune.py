@@ -21,8 +21,9 @@ and stops on the validation split rather than at a fixed step:
   the paper tiled them to 10k samples per round, so a step always sees a full batch;
 - every ``eval_every`` steps (default: ``planned / evals``) the model is scored on a fixed subset of the
   model-disjoint validation split (``val_size`` images, the same ones for every run on the dataset);
-- **early stopping**: after the warm-up, ``patience`` evaluations in a row without an improvement of more
-  than ``min_delta`` (the task's, e.g. half an accuracy point) end the run;
+- **early stopping**: ``patience`` evaluations in a row without an improvement of more than
+  ``min_delta`` (the task's, e.g. half an accuracy point) end the run, but never before
+  ``min_fraction`` of the planned steps (so a stopped run has annealed part of the way too);
 - **model selection**: the weights of the best validation evaluation are kept; the reported ``test`` is
   the test metric of those weights (the whole test split, or ``test_size`` fixed images); the last
   weights' numbers are stored too (``val_last``, ``test_last``; the paper reported the last);
@@ -70,6 +71,8 @@ class Budget:
         evals: evaluations over the planned run, used when ``eval_every`` is None.
         eval_every: steps between validation evaluations (None: ``ceil(planned / evals)``).
         patience: evaluations without an improvement > ``min_delta`` before stopping (0: never stop).
+        min_fraction: early stopping never ends a run before this fraction of its planned steps (the
+            decaying learning rate has to anneal for the later gains to show).
         min_delta: smallest improvement of the primary metric that counts (None: the task's).
         late_fraction: the share of the last evaluations that decides ``still_improving``.
         val_size: validation images scored per evaluation (None or 0: the whole split).
@@ -85,6 +88,7 @@ class Budget:
     evals: int = 25
     eval_every: int | None = None
     patience: int = 8
+    min_fraction: float = 0.5
     min_delta: float | None = None
     late_fraction: float = 0.2
     val_size: int | None = 1000
@@ -112,6 +116,7 @@ class Budget:
             ("evals", integer(self.evals, 1), "an integer >= 1"),
             ("eval_every", self.eval_every is None or integer(self.eval_every, 1), "an integer >= 1 or empty"),
             ("patience", integer(self.patience, 0), "an integer >= 0 (0: no early stopping)"),
+            ("min_fraction", number(self.min_fraction, 0) and self.min_fraction <= 1, "a number in [0, 1]"),
             ("min_delta", self.min_delta is None or number(self.min_delta, 0), "a number >= 0 or empty"),
             ("late_fraction", number(self.late_fraction, 0) and 0 < self.late_fraction <= 1,
              "a number in (0, 1]"),
@@ -132,8 +137,9 @@ class Budget:
     @classmethod
     def from_overrides(cls, overrides: Mapping[str, Any] | Sequence[str] | None = None,
                        base: "Budget | None" = None) -> "Budget":
-        """``base`` (default: the defaults) with fields replaced from a dict or ``key=value`` strings."""
-        from selfstudy.config import parse_override
+        """``base`` (default: the defaults) with fields replaced from a dict or ``key=value`` strings.
+        String values in a dict are read as YAML (``"300"`` -> 300), as on a command line."""
+        from selfstudy.config import parse_override, parse_value
 
         if overrides is None:
             overrides = {}
@@ -147,9 +153,9 @@ class Budget:
         bad = sorted(set(overrides) - set(allowed))
         if bad:
             raise UserError(f"unknown budget option(s) {', '.join(bad)}; allowed: {', '.join(allowed)}")
-        values = dict(overrides)
+        values = {k: parse_value(v) if isinstance(v, str) else v for k, v in overrides.items()}
         for name in ("epochs", "lr", "final_lr", "weight_decay", "warmup_fraction", "late_fraction",
-                     "min_delta"):
+                     "min_delta", "min_fraction"):
             if isinstance(values.get(name), int) and not isinstance(values.get(name), bool):
                 values[name] = float(values[name])
         return dataclasses.replace(base or cls(), **values).validate()
@@ -167,6 +173,7 @@ class Budget:
             planned_steps=steps,
             eval_every=self.eval_every or max(1, math.ceil(steps / self.evals)),
             warmup_steps=int(self.warmup_fraction * steps),
+            min_stop_step=max(int(self.warmup_fraction * steps), int(self.min_fraction * steps)),
             min_delta=task.min_delta if self.min_delta is None else float(self.min_delta),
         )
         return d
@@ -388,15 +395,15 @@ class EarlyStop(Exception):
 class Selection:
     """A Trainer callback: scores the model on validation every ``eval_every`` steps and at the last
     step, keeps the best weights, and stops the run after ``patience`` evaluations without an
-    improvement of more than ``min_delta`` (never during the warm-up).
+    improvement of more than ``min_delta`` (never before step ``min_step``).
 
     ``score(module) -> dict`` returns the task's metrics; ``curve`` collects ``(step, metrics)``.
     """
 
     def __init__(self, task: Task, score, eval_every: int, patience: int, min_delta: float,
-                 warmup: int = 0):
+                 min_step: int = 0):
         self.task, self.score = task, score
-        self.eval_every, self.patience, self.min_delta, self.warmup = eval_every, patience, min_delta, warmup
+        self.eval_every, self.patience, self.min_delta, self.min_step = eval_every, patience, min_delta, min_step
         self.curve: list[tuple[int, dict]] = []
         self.best: float | None = None
         self.best_step = 0
@@ -420,7 +427,7 @@ class Selection:
             self._ref, self._since = v, 0
         else:
             self._since += 1
-        if self.patience and self._since >= self.patience and step > self.warmup and step < trainer.total_steps:
+        if self.patience and self._since >= self.patience and self.min_step <= step < trainer.total_steps:
             self.stopped_early = True
             raise EarlyStop
 
@@ -559,7 +566,7 @@ def run(ds, task: "str | Task", *, backbone: str | None = None, n_labels: int, s
                         precision=precision, channels_last=channels_last)
 
     selection = Selection(task, score_val, resolved["eval_every"], budget.patience, resolved["min_delta"],
-                          warmup=resolved["warmup_steps"])
+                          min_step=resolved["min_stop_step"])
     trainer = Trainer(model, cfg, {"row": rows}, step_fn, callbacks=[selection], progress=progress,
                       desc=f"{'finetune' if init else 'scratch'} {task.name} n={n_labels}")
     try:

@@ -207,9 +207,10 @@ class Trainer:
             (:attr:`model`); :attr:`module` stays the bare one.
         cfg: a :class:`TrainConfig` (validated here).
         data: name -> tensor, all with the same first dimension N, all on the training device (images
-            typically uint8 NHWC). A batch is ``{name: tensor[idx]}`` plus ``"index"`` (the dataset
-            indices, int64 (B,)) and ``"generator"`` (a ``torch.Generator`` on the device, seeded, for
-            the step's random draws such as augmentation).
+            typically uint8 NHWC). A batch is ``{name: tensor[idx]}`` plus ``"index"`` (``idx``:
+            int64 (B,) positions in these tensors, e.g. rows of CMC's memory bank) and
+            ``"generator"`` (a ``torch.Generator`` on the device, seeded, for the step's random draws
+            such as augmentation). The names ``index`` and ``generator`` are therefore reserved.
         step_fn: ``batch -> dict`` with ``"loss"`` (a scalar tensor); every other scalar tensor or
             number in the dict is averaged over the epoch and logged. Default: ``self.model(batch)``
             (which lets DDP's gradient hooks fire). It is responsible for converting inputs, e.g.

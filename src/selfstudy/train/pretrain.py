@@ -3,7 +3,8 @@
 :func:`pretrain` loads the training split onto the device, fits the input normalisation to it, builds
 the method, and trains it with the one :class:`~selfstudy.train.loop.Trainer`. Beside the method it
 trains an **online linear probe** (PAPER.md §2.5): a ``Linear(D -> 10)`` on the *detached* pooled
-features the method returns, on the dataset's class labels, so every epoch's log line says how linearly
+features the method returns (standardised by a BatchNorm without affine parameters), on the dataset's
+class labels, so every epoch's log line says how linearly
 separable the classes are in the features so far, at no cost to the backbone (its gradient stops at the
 features).
 
@@ -41,7 +42,7 @@ from selfstudy.train.loop import TrainConfig, Trainer
 
 FINAL_FORMAT = 1
 #: Online probe optimiser settings: its own parameter group, so the SSL schedule does not starve it.
-PROBE_LR, PROBE_FINAL_LR = 1e-3, 1e-4
+PROBE_LR, PROBE_FINAL_LR = 1e-2, 1e-3
 #: Method config fields that are also TrainConfig fields: the method's defaults feed the loop.
 SHARED = ("lr", "final_lr", "weight_decay", "betas", "batch_size", "epochs", "warmup_epochs")
 #: TrainConfig fields that pretrain() sets from its own arguments, not from overrides.
@@ -61,7 +62,13 @@ class PretrainModule(nn.Module):
         super().__init__()
         self.method = method
         self.channels_last = channels_last
-        self.probe = nn.Linear(method.encoder().out_dim, num_classes) if num_classes else None
+        self.probe = None
+        if num_classes:
+            # Standardise the features first (BatchNorm without affine, as MAE's linear probe): raw
+            # pooled features can be tiny or huge, which would make a linear layer under Adam learn
+            # far too slowly or unstably; the standardisation is itself linear, so the probe stays one.
+            dim = method.encoder().out_dim
+            self.probe = nn.Sequential(nn.BatchNorm1d(dim, affine=False), nn.Linear(dim, num_classes))
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         from selfstudy.data.device import to_float

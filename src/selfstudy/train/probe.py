@@ -26,7 +26,6 @@ are the linear head's final weights at the chosen weight decay).
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping, Sequence
@@ -107,8 +106,9 @@ class ProbeBudget:
 
     @classmethod
     def from_overrides(cls, overrides: Mapping[str, Any] | Sequence[str] | None = None) -> "ProbeBudget":
-        """The defaults with fields replaced from a dict or ``key=value`` strings."""
-        from selfstudy.config import parse_override
+        """The defaults with fields replaced from a dict or ``key=value`` strings (string values in a
+        dict are read as YAML)."""
+        from selfstudy.config import parse_override, parse_value
 
         if overrides is None:
             overrides = {}
@@ -118,7 +118,10 @@ class ProbeBudget:
         bad = sorted(set(overrides) - set(allowed))
         if bad:
             raise UserError(f"unknown probe option(s) {', '.join(bad)}; allowed: {', '.join(allowed)}")
-        values = dict(overrides)
+        values = {k: parse_value(v) if isinstance(v, str) else v for k, v in overrides.items()}
+        for name in ("lr", "final_lr", "temperature", "min_delta", "late_fraction"):
+            if isinstance(values.get(name), int) and not isinstance(values.get(name), bool):
+                values[name] = float(values[name])
         if "weight_decays" in values:
             wds = values["weight_decays"]
             wds = list(wds) if isinstance(wds, (list, tuple)) else [wds]
@@ -215,6 +218,14 @@ def extract(ds, task: "str | Task", *, init=None, n_labels: int, seed: int = 0, 
                          {"n_labels": int(n_labels), "seed": int(seed), "task": task.spec})
 
 
+def _check_features(f: ProbeFeatures, task: Task) -> ProbeFeatures:
+    made_for = f.info.get("task")
+    if made_for is not None and made_for != task.spec:
+        raise UserError(f"these features were extracted for task {made_for!r}, not {task.spec!r}; "
+                        f"extract them again for {task.spec!r}")
+    return f
+
+
 # -------------------------------------------------------------------------------------- linear probe
 class _Standardise(nn.Module):
     """``(x - mean) / std`` with fixed statistics (buffers), then the head."""
@@ -256,7 +267,7 @@ def linear(ds=None, task: "str | Task" = "classification", *, init=None, n_label
         features = extract(ds, task, init=init, n_labels=n_labels, seed=seed, backbone=backbone, budget=budget,
                            device=device, precision=precision, channels_last=channels_last, space=space,
                            subset_seed=subset_seed)
-    f = features
+    f = _check_features(features, task)
     if task.dense:
         raise UserError(f"the linear probe handles image-level tasks; {task.spec!r} is dense")
     mean = f.x_train.mean(0)
@@ -353,7 +364,7 @@ def knn(ds=None, task: "str | Task" = "classification", *, init=None, n_labels: 
         features = extract(ds, task, init=init, n_labels=n_labels, seed=seed, backbone=backbone, budget=budget,
                            device=device, precision=precision, channels_last=channels_last, space=space,
                            subset_seed=subset_seed)
-    f = features
+    f = _check_features(features, task)
 
     def score(x, y):
         p = knn_scores(f.x_train, f.y_train, x, task.num_classes, budget.k, budget.temperature)
