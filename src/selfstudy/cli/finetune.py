@@ -14,12 +14,14 @@ examples:
   selfstudy finetune --data data/datasets/TCVL-1a2b3c --task pose --labels 300 --init runs/cmc \\
       --precision bf16 --channels-last max_steps=8000 patience=12 --out results/cmc-pose-300.json
 
-budget options go last, as key=value: epochs (passes over the labels, 100), min_steps (500),
-max_steps (5000), batch_size (128), evals (25), eval_every, patience (8), min_delta, late_fraction,
-val_size (1000), test_size (all), eval_batch, lr (1e-3), final_lr, weight_decay (1e-4),
-warmup_fraction. Planned steps = clamp(ceil(epochs * labels / batch_size), min_steps, max_steps); the
-run stops early after `patience` validation evaluations without improvement. The reported test number is
-at the best validation evaluation; a run whose validation was still rising at the end is flagged.
+budget options go last, as key=value: epochs (passes over the labels, 200), min_steps (500),
+max_steps (10000), batch_size (128), evals (25), eval_every, patience (8), min_fraction (0.5),
+min_delta, late_fraction (0.2), val_size (1000), test_size (all), eval_batch, lr (1e-3), final_lr,
+weight_decay (1e-4), warmup_fraction (0.05).
+Planned steps = clamp(ceil(epochs * labels / batch_size), min_steps, max_steps); the run stops early
+after `patience` validation evaluations without improvement (not before min_fraction of the plan). The
+reported test number is at the best validation evaluation; a run whose validation was still rising at
+the end of its budget is flagged (still_improving).
 tasks: classification, pose (5-way, needs V=1 data), pose-regression (angular error, needs V=1).
 """
 
@@ -68,16 +70,25 @@ def register(subparsers) -> None:
 
 
 def summary(r: dict) -> str:
-    """One human line for a downstream result."""
+    """One human line for a downstream result (two when the budget was too short)."""
     what = r["protocol"] if r.get("method") is None else f"{r['protocol']} {r['method']}"
     line = (f"{what} {r['task']} n={r['n_labels']} seed={r['seed']} {r['backbone']}: "
             f"test {r['metric']} {r['test']:.4f} (val {r['val']:.4f}")
-    if r["steps"]:
-        line += (f" at step {r['best_step']} of {r['steps']}; last: val {r['val_last']:.4f} "
-                 f"test {r['test_last']:.4f}")
+    b = r.get("budget", {})
+    if r["protocol"] == "linear":
+        line += f" with weight decay {b.get('weight_decay', 0):g} at step {r['best_step']}"
+    elif r["steps"]:
+        line += f" at step {r['best_step']}"
+        if r.get("stopped_early"):
+            line += f"; stopped early at step {r['steps']} of {b.get('planned_steps', r['steps'])}"
+        else:
+            line += f" of {r['steps']}"
+    if r["protocol"] != "knn":
+        line += f"; last: val {r['val_last']:.4f} test {r['test_last']:.4f}"
     line += f") in {r['seconds']:.1f} s"
     if r.get("still_improving"):
-        line += "\nwarning: validation was still improving when the budget ran out; raise max_steps/epochs"
+        line += ("\nwarning: validation was still improving when the budget ran out; this number is not "
+                 "converged (raise epochs/max_steps)")
     return line
 
 

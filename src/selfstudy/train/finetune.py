@@ -81,9 +81,9 @@ class Budget:
         lr, final_lr, weight_decay, warmup_fraction: the optimizer schedule (the paper's values).
     """
 
-    epochs: float = 100.0
+    epochs: float = 200.0
     min_steps: int = 500
-    max_steps: int = 5000
+    max_steps: int = 10000
     batch_size: int = 128
     evals: int = 25
     eval_every: int | None = None
