@@ -10,6 +10,9 @@ A label-count sweep must compare like with like, so the subsets it trains on are
 
 The paper took the first ``n`` shuffled training images instead (PAPER.md §5.3), which is neither
 balanced nor, across shuffles, nested.
+
+Multi-object scenes have no per-image class (``label`` -1) to balance; :func:`nested_random` gives them
+subsets that are nested and seed-stable, drawn uniformly.
 """
 
 from __future__ import annotations
@@ -92,6 +95,35 @@ def nested_balanced(labels: np.ndarray, counts: Iterable[int], seed: int,
             parts.append(members[c][:k])
         out[int(n)] = np.sort(np.concatenate(parts)).astype(np.int64)
     return out
+
+
+def nested_random(n_items: int, counts: Iterable[int], seed: int,
+                  split: str = "train") -> dict[int, np.ndarray]:
+    """Nested random subsets of ``n_items`` images for every label count in ``counts``, for data with no
+    per-image class to balance (multi-object scenes, whose ``label`` is -1).
+
+    One seeded permutation of ``range(n_items)``; the subset of ``n`` labels is its first ``n`` entries,
+    so subsets are nested and depend only on ``(n_items, n, seed)``.
+
+    Returns:
+        ``{n: indices}``: sorted int64 positions in ``0 .. n_items - 1``, ``n`` of them.
+
+    Raises:
+        UserError: a count is not a positive int or exceeds ``n_items``; the seed is not a non-negative int.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UserError(f"subset seed must be a non-negative integer, got {seed!r}")
+    counts = list(counts)
+    for n in counts:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+            raise UserError(f"label count {n!r} is not allowed; a label count is a positive integer "
+                            f"(at most the {split} split's {n_items} images)")
+        if n > n_items:
+            raise UserError(f"label count {n} is larger than the {split} split, which has {n_items} "
+                            f"images; allowed: 1..{n_items}")
+    # Stream 3: distinct from nested_balanced's draws (1: class order, 2: per-class permutations).
+    order = np.random.default_rng([_SUBSET_STREAM, seed, 3]).permutation(int(n_items))
+    return {int(n): np.sort(order[:n]).astype(np.int64) for n in counts}
 
 
 def subset_sha(indices: np.ndarray) -> str:

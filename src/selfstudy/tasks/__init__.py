@@ -13,13 +13,18 @@ import re
 from selfstudy.errors import UserError
 from selfstudy.tasks.base import Availability, Task, add_sums
 from selfstudy.tasks.classification import CategoricalTask, Classification
+from selfstudy.tasks.dense_head import DenseTask
+from selfstudy.tasks.depth import Depth
 from selfstudy.tasks.pose import Pose
 from selfstudy.tasks.pose_regression import PoseRegression
+from selfstudy.tasks.segmentation import Segmentation
 
 TASKS: dict[str, type[Task]] = {
     "classification": Classification,
     "pose": Pose,
     "pose-regression": PoseRegression,
+    "segmentation": Segmentation,
+    "depth": Depth,
 }
 
 _SPEC = re.compile(r"^\s*([A-Za-z][\w-]*)\s*(?:\((.*)\))?\s*$", re.S)
@@ -72,5 +77,5 @@ def _signature(cls: type) -> str:
     return ", ".join(f"{p.name}={p.default!r}" for p in params)
 
 
-__all__ = ["TASKS", "Task", "Availability", "CategoricalTask", "Classification", "Pose", "PoseRegression",
-           "get_task", "parse_spec", "add_sums"]
+__all__ = ["TASKS", "Task", "Availability", "CategoricalTask", "Classification", "DenseTask", "Depth", "Pose",
+           "PoseRegression", "Segmentation", "get_task", "parse_spec", "add_sums"]

@@ -242,6 +242,9 @@ def dataset_factors(ds) -> str | None:
 def check_task_on(ds, task: Task) -> None:
     """Raise :class:`UserError` unless ``task`` can run on ``ds`` (its factors, its arrays)."""
     task.check(dataset_factors(ds), f"dataset {ds.path}")
+    if task.dense:  # per-pixel labels: any dataset with the maps, multi-object ones included
+        task.check_dataset(ds)
+        return
     missing = [a for a in task.required_arrays if a not in ds]
     if missing:
         raise UserError(f"task {task.spec!r} needs array(s) {', '.join(missing)}, which dataset {ds.path} "
@@ -349,6 +352,14 @@ def head_in_dim(encoder: nn.Module, task: Task) -> int:
     return int(encoder.out_dim)
 
 
+def build_head(encoder: nn.Module, task: Task) -> nn.Module:
+    """A fresh head of ``task`` for ``encoder``; a dense head also learns the map's stride (how far its
+    decoder upsamples)."""
+    if task.dense:
+        return task.head(head_in_dim(encoder, task), stride=int(encoder.map_strides[encoder.dense_map]))
+    return task.head(head_in_dim(encoder, task))
+
+
 @contextlib.contextmanager
 def seeded(seed: int):
     """Context: torch's global CPU generator seeded with ``seed`` and restored afterwards (module
@@ -451,13 +462,17 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 def labeled_subset(ds, task: Task, n_labels: int, seed: int) -> tuple[np.ndarray, str]:
     """``(positions within the train split, subset_sha)`` of the ``n_labels``-label subset: nested and
-    balanced over object classes (``label``) for every task, so all tasks of a seed share one subset.
+    balanced over object classes (``label``) for every task, so all tasks of a seed share one subset;
+    nested and uniformly random on datasets without a per-image class (multi-object scenes, label -1).
     The sha is of the dataset indices."""
-    from selfstudy.data.subsets import nested_balanced, subset_sha
+    from selfstudy.data.subsets import nested_balanced, nested_random, subset_sha
 
     train_idx = ds.indices("train")
-    labels = np.asarray(ds["label"][train_idx])
-    pos = nested_balanced(labels, [n_labels], seed)[n_labels]
+    labels = np.asarray(ds["label"][train_idx]) if "label" in ds else None
+    if labels is None or bool((labels < 0).any()):
+        pos = nested_random(len(train_idx), [n_labels], seed)[n_labels]
+    else:
+        pos = nested_balanced(labels, [n_labels], seed)[n_labels]
     return pos, subset_sha(train_idx[pos])
 
 
@@ -482,10 +497,12 @@ def run(ds, task: "str | Task", *, backbone: str | None = None, n_labels: int, s
 
     Args:
         ds: a :class:`~selfstudy.data.store.Dataset`, a dataset folder or a factor string.
-        task: a task or its spec (``"classification"``, ``"pose"``, ``"pose-regression"``).
+        task: a task or its spec (``"classification"``, ``"pose"``, ``"pose-regression"``,
+            ``"segmentation"``, ``"depth"``).
         backbone: backbone name; for finetuning it must match the checkpoint's (None: the checkpoint's,
             or ``resnet9`` from scratch).
-        n_labels: size of the labeled subset of the train split (nested, class-balanced).
+        n_labels: size of the labeled subset of the train split (nested; class-balanced where images
+            have a class, uniformly random on multi-object datasets).
         seed: seeds the subset (unless ``subset_seed``), the initialisation of the head (and of the
             backbone from scratch), the batch order and the augmentation.
         init: a transfer state (``load_transfer``), a path to ``final.pt``, or None for scratch.
@@ -537,7 +554,7 @@ def run(ds, task: "str | Task", *, backbone: str | None = None, n_labels: int, s
         encoder = build_encoder(backbone, init)
         if hasattr(encoder, "check_input_res"):
             encoder.check_input_res(res)
-        head = task.head(head_in_dim(encoder, task))
+        head = build_head(encoder, task)
     model = DownstreamModel(input_tf, encoder, head, task).to(dev)
 
     resolved = budget.resolve(int(n_labels), task)
@@ -554,12 +571,15 @@ def run(ds, task: "str | Task", *, backbone: str | None = None, n_labels: int, s
 
     def step_fn(b: dict) -> dict:
         r = b["row"]
-        x = to_float(images[r])
-        if aug is not None:
+        x, y = to_float(images[r]), y_train[r]
+        if aug is not None and task.dense:  # flips and shifts move the per-pixel labels with the image
+            x, moved = aug(x, b["generator"], targets={task.target_array: y})
+            y = moved[task.target_array]
+        elif aug is not None:
             x = aug(x, b["generator"])
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return {"loss": task.loss(model(x), y_train[r])}
+        return {"loss": task.loss(model(x), y)}
 
     def score_val(module: nn.Module) -> dict:
         return evaluate(module, task, val["images"], y_val, batch_size=budget.eval_batch,

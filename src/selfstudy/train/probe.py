@@ -13,7 +13,9 @@ unchanged; the weight decay then means the same for every encoder). The L2 weigh
 validation subset from a small grid (``weight_decays``), as is the step (validation every
 ``eval_every`` steps; the best one is kept), and the test metric of that choice is reported. The paper's
 offline probe was scikit-learn's L-BFGS logistic regression on class-balanced subsets; Adam to
-convergence reaches the same optimum for the convex problem and also serves regression tasks.
+convergence reaches the same optimum for the convex problem and also serves regression tasks. For dense
+tasks (segmentation, depth) every pixel of the feature map is a row, with its label sampled there by
+nearest neighbour: the paper's linear readout (PAPER.md §2.3, §7).
 
 **k-NN** (:func:`knn`, classification-type tasks only): cosine similarity between L2-normalised
 features; the ``k`` nearest labeled images vote with weight ``exp(similarity / temperature)`` (Wu et
@@ -240,6 +242,17 @@ class _Standardise(nn.Module):
         return self.head((x - self.mean) / self.std)
 
 
+def _dense_rows(f: ProbeFeatures) -> ProbeFeatures:
+    """Dense features as one row per feature-map pixel, labels sampled there (nearest): the paper's dense
+    linear evaluation (PAPER.md §7), on every pixel. A linear probe of a dense task is therefore always
+    the linear readout at feature resolution, whatever the task's own readout."""
+    from selfstudy.tasks.dense_head import pixel_rows
+
+    (xt, yt), (xv, yv), (xs, ys) = (pixel_rows(f.x_train, f.y_train), pixel_rows(f.x_val, f.y_val),
+                                    pixel_rows(f.x_test, f.y_test))
+    return replace(f, x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys)
+
+
 def _score(module: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor, batch: int = 8192) -> dict:
     sums = None
     with torch.no_grad():
@@ -268,8 +281,9 @@ def linear(ds=None, task: "str | Task" = "classification", *, init=None, n_label
                            device=device, precision=precision, channels_last=channels_last, space=space,
                            subset_seed=subset_seed)
     f = _check_features(features, task)
+    n_images = len(f.x_train)
     if task.dense:
-        raise UserError(f"the linear probe handles image-level tasks; {task.spec!r} is dense")
+        f = _dense_rows(f)
     mean = f.x_train.mean(0)
     # A constant dimension (std 0) would divide by zero; it carries no information anyway.
     std = f.x_train.std(0, unbiased=False).clamp_min(1e-6) if len(f.x_train) > 1 else torch.ones_like(mean)
@@ -282,7 +296,9 @@ def linear(ds=None, task: "str | Task" = "classification", *, init=None, n_label
     fits = []
     for wd in budget.weight_decays:
         with seeded(seed):
-            module = _Standardise(mean, std, task.head(f.x_train.shape[1])).to(f.x_train.device)
+            d = f.x_train.shape[1]
+            head = task.head(d, readout="linear") if task.dense else task.head(d)
+            module = _Standardise(mean, std, head).to(f.x_train.device)
         cfg = TrainConfig(steps=budget.steps, batch_size=batch, lr=budget.lr, final_lr=budget.final_lr,
                           weight_decay=wd, warmup_epochs=0.0, checkpoint_every=0, seed=seed)
         sel = Selection(task, lambda m: _score(m, task, f.x_val, f.y_val), budget.eval_every, 0, min_delta)
@@ -318,7 +334,7 @@ def linear(ds=None, task: "str | Task" = "classification", *, init=None, n_label
         "task": task.spec,
         "backbone": f.backbone,
         "method": f.method,
-        "n_labels": n,
+        "n_labels": n_images,
         "seed": seed,
         "best_step": sel.best_step,
         "stopped_early": False,

@@ -1,0 +1,110 @@
+"""Depth estimation: metric depth per pixel (PAPER.md §2.4).
+
+Targets are the dataset's ``depth`` maps (float16 (N, H, W), metres along the camera axis; the
+background plane has its own depth, about 4.3 m behind objects at about 1 m). Pixels whose depth is not
+positive are invalid and count nowhere: 0 is what a translation of the augmentation shifts in
+(``augment.TARGET_FILL``).
+
+**Output and loss.** The head predicts log-depth; :func:`depth_from_output` turns it into metres
+(``exp``), which keeps every prediction positive (ratios and relative errors are defined) and lets a
+freshly initialised head (output about 0, i.e. 1 m) reach a 4 m background by a change of about 1.5
+instead of 4. The loss is the L1 distance **in metres**, averaged over valid pixels, as the paper's L1
+(whose target was depth / 25 in centimetres, i.e. 4 x metres, after clipping at 2.55 m, with invalid
+pixels set to the batch maximum: a constant loss scale, which Adam nearly ignores, and a clip this
+renderer does not need).
+
+Metrics, over all valid pixels of a split (pooled, not averaged per image):
+
+- ``abs_rel`` (primary, lower is better): mean ``|pred - gt| / gt``, the standard relative error; unlike
+  the threshold accuracies it keeps improving once most pixels are within 25 %, which is where the
+  background plane puts every reasonable model;
+- ``delta1``, ``delta2``, ``delta3``: fractions of pixels with ``max(pred / gt, gt / pred)`` below
+  1.25, 1.25^2, 1.25^3 (``delta1`` is the paper's "accuracy");
+- ``rmse``: root mean squared error, metres;
+- ``loss``: mean absolute error, metres (the training loss).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+
+from selfstudy.tasks.dense_head import DenseTask
+
+#: Thresholds of the delta accuracies.
+DELTA = 1.25
+#: Log-depth outputs are clamped to this range before ``exp`` (metres: 4.5e-5 .. 22026), so that a
+#: wild early output cannot overflow; real depths lie far inside it.
+LOG_DEPTH_RANGE = (-10.0, 10.0)
+
+
+def depth_from_output(out: torch.Tensor) -> torch.Tensor:
+    """Metres from the head's log-depth output, any shape, as float32."""
+    return out.float().clamp(*LOG_DEPTH_RANGE).exp()
+
+
+def valid_pixels(y: torch.Tensor) -> torch.Tensor:
+    """Mask of the pixels with a depth to learn: positive and finite (bool, shape of ``y``)."""
+    y = y.float()
+    return (y > 0) & torch.isfinite(y)
+
+
+def depth_error_sums(pred: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Additive error statistics (float64 scalars) of predicted depths ``pred`` against ``gt`` (same
+    shape, metres), over the valid pixels of ``gt`` (see :func:`valid_pixels`); ``pred`` must be > 0."""
+    keep = valid_pixels(gt)
+    p, g = pred.float()[keep].double(), gt.float()[keep].double()
+    ratio = torch.maximum(p / g, g / p)
+    err = p - g
+    return {
+        "pixels": torch.tensor(float(keep.sum()), dtype=torch.float64),
+        "abs": err.abs().sum(),
+        "abs_rel": (err.abs() / g).sum(),
+        "squared": err.pow(2).sum(),
+        "delta1": (ratio < DELTA).double().sum(),
+        "delta2": (ratio < DELTA ** 2).double().sum(),
+        "delta3": (ratio < DELTA ** 3).double().sum(),
+    }
+
+
+class Depth(DenseTask):
+    """Per-pixel metric depth from the ``depth`` array; AbsRel is the primary metric (lower is better)."""
+
+    name = "depth"
+    primary = "abs_rel"
+    higher_is_better = False
+    min_delta = 0.002  # 0.2 % relative error, a few percent of a typical AbsRel
+    target_array = "depth"
+    out_channels = 1
+    # Cutout blanks pixels whose depth stays (the paper turned it off). The paper also turned the
+    # translation off, because its shifted-in zeros became the batch's maximum depth; here they are
+    # masked out, so the translation stays on.
+    augment_options = {"cutout": False}
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean absolute error in metres over valid pixels of log-depth ``out`` (N, 1, h, w) against
+        ``y`` (N, H, W) metres (0 when no pixel is valid)."""
+        out, y = self.align(out, y)
+        y = y.float()
+        keep = valid_pixels(y)
+        # Indexing (not masking a full error map) keeps a non-finite target out of the gradient too.
+        err = (depth_from_output(out[:, 0])[keep] - y[keep]).abs()
+        return err.sum() / keep.sum().clamp_min(1)
+
+    def metric_sums(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        out, y = self.align(out, y)
+        return depth_error_sums(depth_from_output(out[:, 0]), y)
+
+    def metrics_from_sums(self, sums: Mapping[str, torch.Tensor]) -> dict[str, float]:
+        n = float(sums["pixels"])
+        if n == 0:
+            return {}
+        return {
+            "abs_rel": float(sums["abs_rel"]) / n,
+            "delta1": float(sums["delta1"]) / n,
+            "delta2": float(sums["delta2"]) / n,
+            "delta3": float(sums["delta3"]) / n,
+            "rmse": (float(sums["squared"]) / n) ** 0.5,
+            "loss": float(sums["abs"]) / n,
+        }
