@@ -97,3 +97,10 @@ def test_atomic_write_text(tmp_path):
     atomic_write_text(f, "hello")
     assert f.read_text() == "hello"
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_unwritable_destination_is_a_user_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UserError, match="cannot create output folder|not writable|cannot write"):
+        DatasetWriter(blocker / "ds", {}, SCHEMA, 3)

@@ -91,11 +91,15 @@ class DatasetWriter:
         if self.path.exists():
             raise UserError(f"{self.path} already exists; remove it or choose another --out")
         self.tmp_path = parent / f".{self.path.name}.partial-{uuid.uuid4().hex[:8]}"
-        self.tmp_path.mkdir()
-        for name, (shape, dtype) in self.schema.items():
-            arr = np.lib.format.open_memmap(self.tmp_path / f"{name}.npy", mode="w+", dtype=dtype,
-                                            shape=(self.n, *shape))
-            del arr
+        try:
+            self.tmp_path.mkdir()
+            for name, (shape, dtype) in self.schema.items():
+                arr = np.lib.format.open_memmap(self.tmp_path / f"{name}.npy", mode="w+", dtype=dtype,
+                                                shape=(self.n, *shape))
+                del arr
+        except OSError as e:
+            self.abort()
+            raise UserError(f"cannot write a dataset in {parent}: {e.strerror or e}") from None
 
     def write(self, start: int, batch: Mapping[str, np.ndarray]) -> None:
         write_slice(self.tmp_path, start, batch)
