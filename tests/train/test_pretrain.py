@@ -152,3 +152,83 @@ def test_load_transfer_rejects_other_files(tmp_path):
         load_transfer(tmp_path / "bad.pt")
     with pytest.raises(UserError, match="holds no final.pt"):
         load_transfer(tmp_path)
+
+
+def linear_probe_accuracy(encoder, transform, train, test):
+    """Test accuracy of a logistic regression on frozen, standardised pooled features (L-BFGS)."""
+    from selfstudy.data.device import to_float
+
+    encoder.eval()
+    with torch.no_grad():
+        f_train, f_test = (torch.cat([encoder(transform(to_float(x[i:i + 512]))).pooled
+                                      for i in range(0, len(x), 512)]).float()
+                           for x in (train["images"], test["images"]))
+    mean, std = f_train.mean(0), f_train.std(0) + 1e-6
+    f_train, f_test = (f_train - mean) / std, (f_test - mean) / std
+    torch.manual_seed(0)
+    head = torch.nn.Linear(f_train.shape[1], 10)
+    opt = torch.optim.LBFGS(head.parameters(), max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(head(f_train), train["label"])
+        loss = loss + 1e-3 * head.weight.square().sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        return (head(f_test).argmax(1) == test["label"]).float().mean().item()
+
+
+@pytest.mark.slow
+def test_simclr_pretraining_beats_random_init_in_a_linear_probe(tmp_path_factory):
+    """The real effect. On 4,000 rendered 32 px images of -CV- (random colour and viewpoint, no
+    texture), 20 passes of SimCLR (~1 minute of a 2-core CPU in bf16) lift a linear probe on frozen
+    features well above the same backbone at random initialisation (measured: 45 % vs 27 %).
+
+    (On TCVL, whose textured objects and backgrounds hide the shapes, this much pretraining is not
+    enough: 24 % vs 22 %, and Rotation stays at chance on its own task; see the report.)
+    """
+    from selfstudy.data.colour import InputTransform
+    from selfstudy.data.device import load_split
+    from selfstudy.data.generate import DatasetConfig, ensure_dataset
+    from selfstudy.data.store import Dataset
+
+    root = tmp_path_factory.mktemp("rendered")
+    path = ensure_dataset(DatasetConfig("-CV-", n=4000, res=32), root=root, progress=False)
+    final = pretrain(path, "simclr", "resnet9-tiny", epochs=20, out=root / "simclr", seed=0,
+                     overrides=["batch_size=128"], precision="bf16", channels_last=True, progress=False)
+    log = [json.loads(line) for line in (root / "simclr" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["loss"] < log[0]["loss"]
+
+    ds = Dataset(path)
+    train, test = load_split(ds, "train"), load_split(ds, "test")
+    transfer = load_transfer(final)
+    transform = InputTransform.from_state(transfer["input"])
+    torch.manual_seed(0)
+    random_acc = linear_probe_accuracy(build_encoder(transfer, load=False), transform, train, test)
+    pretrained_acc = linear_probe_accuracy(build_encoder(transfer), transform, train, test)
+    print(f"linear probe test accuracy: random init {random_acc:.3f}, SimCLR {pretrained_acc:.3f}, "
+          f"online probe {log[-1]['probe_accuracy']:.3f}")
+    assert pretrained_acc > random_acc + 0.08
+
+
+def test_a_factor_string_makes_the_dataset_once(tmp_path, monkeypatch):
+    """A factor string goes through ensure_dataset (stubbed here: no renderer in unit tests)."""
+    import selfstudy.data.generate as generate
+
+    asked = []
+
+    def fake_ensure(cfg, root=None, workers=None, progress=True):
+        asked.append(cfg)
+        path = tmp_path / "datasets" / cfg.default_name()
+        return path if path.exists() else make_dataset(path, n=cfg.n, res=cfg.res)
+
+    monkeypatch.setattr(generate, "ensure_dataset", fake_ensure)
+    args = dict(res=32, num_images=96, overrides=["steps=1", "batch_size=16"], progress=False)
+    final = pretrain("-CV-", "rotation", "resnet9-tiny", out=tmp_path / "a", **args)
+    pretrain("0110", "rotation", "resnet9-tiny", out=tmp_path / "b", **args)  # the same dataset
+    assert [(c.factors, c.res, c.n) for c in asked] == [("0110", 32, 96)] * 2
+    assert len(list((tmp_path / "datasets").iterdir())) == 1
+    assert load_checkpoint(final)["dataset"]["config"]["res"] == 32

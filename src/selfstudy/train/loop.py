@@ -33,7 +33,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -121,7 +121,8 @@ class TrainConfig:
             raise bad("steps", "it must be an integer > 0")
         if not (integer(self.min_steps) and self.min_steps >= 0):
             raise bad("min_steps", "it must be an integer >= 0")
-        if self.max_steps is not None and not (integer(self.max_steps) and self.max_steps >= max(1, self.min_steps)):
+        if self.max_steps is not None and not (integer(self.max_steps)
+                                               and self.max_steps >= max(1, self.min_steps)):
             raise bad("max_steps", f"it must be an integer >= max(1, min_steps={self.min_steps}) or None")
         if not (integer(self.batch_size) and self.batch_size > 0):
             raise bad("batch_size", "it must be an integer > 0")
@@ -510,7 +511,8 @@ class Trainer:
         record["images_per_s"] = self._count * self.cfg.batch_size / max(self._seconds, 1e-9)
         record["seconds"] = self._seconds
         last = self.step == self.total_steps
-        if self.eval_fn is not None and (last or (self.eval_every and (self.epoch + 1) % self.eval_every == 0)):
+        due = self.eval_every is not None and (self.epoch + 1) % self.eval_every == 0
+        if self.eval_fn is not None and (last or due):
             record.update(self.evaluate())
         self.history.append(record)
         if self.log_path is not None and self.dist.is_main:

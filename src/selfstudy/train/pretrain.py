@@ -38,7 +38,7 @@ from selfstudy.errors import UserError
 from selfstudy.scene.classes import NUM_CLASSES
 from selfstudy.train import distributed
 from selfstudy.train.checkpoint import check_compatible, load_checkpoint, save_checkpoint
-from selfstudy.train.loop import TrainConfig, Trainer
+from selfstudy.train.loop import PRECISIONS, TrainConfig, Trainer
 
 FINAL_FORMAT = 1
 #: Online probe optimiser settings: its own parameter group, so the SSL schedule does not starve it.
@@ -151,7 +151,8 @@ def _convert(key: str, value: Any, hint: Any) -> Any:
             return tuple(float(v) for v in s.strip("()[]").split(","))
         return s
     except ValueError:
-        kind = {bool: "true or false", int: "an integer", float: "a number"}.get(hint, "comma-separated numbers")
+        kind = {bool: "true or false", int: "an integer", float: "a number"}.get(
+            hint, "comma-separated numbers")
         raise UserError(f"option {key}={value!r}: it must be {kind}") from None
 
 
@@ -159,7 +160,7 @@ def _convert(key: str, value: Any, hint: Any) -> Any:
 def pretrain(data: str | os.PathLike, method: str, backbone: str, *, res: int | None = None,
              epochs: int | None = None, out: str | os.PathLike, seed: int = 0,
              overrides: Sequence[str] | Mapping[str, Any] | None = None, space: str = "rgb",
-             device: str = "cpu", precision: str = "fp32", channels_last: bool = False,
+             device: str | torch.device = "cpu", precision: str = "fp32", channels_last: bool = False,
              num_images: int | None = None, progress: bool = True,
              callbacks: Sequence[Any] = ()) -> Path:
     """Pretrain ``method`` on ``backbone`` and return the path of ``out/final.pt``.
@@ -198,6 +199,11 @@ def pretrain(data: str | os.PathLike, method: str, backbone: str, *, res: int | 
         raise UserError(f"epochs must be an integer >= 1, got {epochs!r}")
     if num_images is not None and not (isinstance(num_images, int) and num_images >= 1):
         raise UserError(f"num_images must be an integer >= 1, got {num_images!r}")
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
+    if precision == "fp16" and not str(device).startswith("cuda"):
+        raise UserError("precision fp16 needs a CUDA device (it relies on loss scaling); "
+                        "on a CPU use bf16 or fp32")
     method_over, train_over = split_overrides(METHODS[method], parse_overrides(overrides))
     if epochs is not None:
         method_over["epochs"] = epochs
@@ -207,9 +213,10 @@ def pretrain(data: str | os.PathLike, method: str, backbone: str, *, res: int | 
     if res is not None:
         probe_backbone.check_input_res(res)
 
+    device = str(device)  # a torch.device works too
     dist = distributed.init_from_env(device)
     device = _resolve_device(device, dist)
-    ds = _open_data(data, res, num_images, seed, progress=progress and dist.is_main)
+    ds = _open_data(data, res, num_images, progress=progress and dist.is_main)
     ds_res = int(ds["images"].shape[1])
     if res is not None and res != ds_res:
         raise UserError(f"dataset {ds.path} is {ds_res} px but res={res} was asked for; "
@@ -291,8 +298,7 @@ def _is_folder(data: str | os.PathLike) -> bool:
     return p.is_dir() or os.sep in str(data) or not str(data).strip()
 
 
-def _open_data(data: str | os.PathLike, res: int | None, num_images: int | None, seed: int,
-               progress: bool):
+def _open_data(data: str | os.PathLike, res: int | None, num_images: int | None, progress: bool):
     """A :class:`Dataset` for a folder path, or for a factor string (generated on first use)."""
     from selfstudy.data.store import Dataset
     from selfstudy.factors import Factors
@@ -311,7 +317,15 @@ def _open_data(data: str | os.PathLike, res: int | None, num_images: int | None,
         kw["res"] = res
     if num_images is not None:
         kw["n"] = num_images
-    return Dataset(ensure_dataset(DatasetConfig(**kw), progress=progress))
+    cfg = DatasetConfig(**kw)
+    # Under torchrun, rank 0 renders; the others wait, then find the finished dataset by its hash.
+    if distributed.current().is_main:
+        path = ensure_dataset(cfg, progress=progress)
+        distributed.barrier()
+    else:
+        distributed.barrier()
+        path = ensure_dataset(cfg, progress=False)
+    return Dataset(path)
 
 
 def load_transfer(path: str | os.PathLike) -> dict:
