@@ -78,3 +78,62 @@ def test_encoder_and_transfer_state():
     assert not any(k.startswith("embed") for k in ts["state_dict"])  # heads stay behind
     fresh = build_encoder(ts).eval()
     assert torch.allclose(fresh(x).pooled, m.encoder()(x).pooled)
+
+
+def _plain_nce(src, trg, tclip, weight):
+    # PAPER.md §3.4 written out with plain ops: scores / sqrt(d), tanh clip, other images' locations as
+    # negatives, penalty on the raw scores.
+    n, d = src.shape
+    raw = torch.einsum("id,jdl->ijl", src.double(), trg.double()) / d ** 0.5
+    s = tclip * torch.tanh(raw / tclip)
+    eye = torch.eye(n, dtype=torch.bool)
+    pos = s[eye]
+    neg = s.masked_fill(eye[:, :, None], float("-inf")).flatten(1)
+    loss = (torch.logaddexp(pos, torch.logsumexp(neg, dim=1, keepdim=True)) - pos).mean()
+    return loss, weight * raw.pow(2).mean()
+
+
+def _plain_loss(m, batch):
+    """The loss as first written: embed both views with ``m.embed``, six separate NCE terms."""
+    x, gen = batch["images"], batch["generator"]
+    n = len(x)
+    p1 = m.augment.draw(n, tuple(x.shape[-2:]), gen, x.device)
+    p2 = m.augment.draw(n, tuple(x.shape[-2:]), gen, x.device)
+    p2["flip"] = p1["flip"]
+    r1, r5, r7, _ = m.embed(m.input(torch.cat([m.augment.apply(x, p1), m.augment.apply(x, p2)])))
+    r5, r7 = r5.flatten(2), r7.flatten(2)
+    loc = torch.randint(25, (2 * n,), generator=gen)
+    r5_src = r5[torch.arange(2 * n), :, loc]
+    terms, pen = [], 0
+    for src, trg in ((r1, r5), (r1, r7), (r5_src, r5)):
+        a = _plain_nce(src[:n], trg[n:], m.cfg.tclip, m.cfg.penalty)
+        b = _plain_nce(src[n:], trg[:n], m.cfg.tclip, m.cfg.penalty)
+        terms.append(0.5 * (a[0] + b[0]))
+        pen = pen + a[1] + b[1]
+    return terms, 0.5 * pen
+
+
+@pytest.mark.parametrize("embed_dim", [32, 256, 300])
+def test_loss_matches_the_plain_definition(embed_dim):
+    # embed_dim 32 materialises r5/r7 (C + 1 >= e); 256 and 300 take the factored products.
+    torch.manual_seed(0)
+    m = build_method("amdim", "resnet9-tiny", {"embed_dim": embed_dim})
+    x = structured_images(6, 32)
+    out = m(make_batch(x, seed=7))
+    (l15, l17, l55), pen = _plain_loss(m, make_batch(x, seed=7))
+    for got, want in ((out["loss_1t5"], l15), (out["loss_1t7"], l17), (out["loss_5t5"], l55),
+                      (out["penalty"], pen)):
+        assert got.item() == pytest.approx(want.item(), rel=1e-4, abs=1e-6)
+
+
+def test_gradients_match_the_plain_definition():
+    torch.manual_seed(1)
+    m = build_method("amdim", "resnet9-tiny", {"embed_dim": 256})
+    x = structured_images(6, 32)
+    params = [m.embed1.weight, m.embed5.weight, m.embed5.bias, m.embed7.weight, m.embed7.bias,
+              m.backbone.prepool.weight]
+    got = torch.autograd.grad(m(make_batch(x, seed=2))["loss"], params)
+    terms, pen = _plain_loss(m, make_batch(x, seed=2))
+    want = torch.autograd.grad(sum(terms) + pen, params)
+    for g, w in zip(got, want):
+        assert torch.allclose(g, w.float(), rtol=1e-3, atol=1e-5 * w.abs().max().item())

@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from selfstudy.methods.losses import amdim_nce, gaussian_kl, momentum_rows, nce_softmax, nt_xent, tanh_clip
+from selfstudy.methods.losses import (amdim_nce, amdim_nce_scaled, gaussian_kl, momentum_rows, nce_softmax,
+                                      nt_xent, tanh_clip)
 
 
 # ------------------------------------------------------------------------------------------- NT-Xent
@@ -115,3 +116,56 @@ def test_gaussian_kl_known_values():
     # mu = 0, sigma^2 = 2: 0.5 * (2 - ln 2 - 1) per dimension.
     logvar = torch.full((1, 4), math.log(2.0))
     assert gaussian_kl(torch.zeros(1, 4), logvar).item() == pytest.approx(4 * 0.5 * (1 - math.log(2)))
+
+
+def _amdim_nce_plain(source, target, tclip, penalty_weight):
+    """The plain-op definition of amdim_nce (einsum, mask, log-sum-exp), autograd throughout."""
+    n, d = source.shape
+    raw = torch.einsum("id,jdl->ijl", source, target) / math.sqrt(d)
+    scores = tanh_clip(raw, tclip)
+    eye = torch.eye(n, dtype=torch.bool)
+    pos = scores[eye]
+    neg = scores.masked_fill(eye[:, :, None], float("-inf")).flatten(1)
+    denom = torch.logaddexp(pos, torch.logsumexp(neg, dim=1, keepdim=True))
+    return (denom - pos).mean(), penalty_weight * raw.pow(2).mean()
+
+
+@pytest.mark.parametrize("scale,tclip", [(1.0, 30.0), (30.0, 30.0), (3.0, 2.0), (1e3, 100.0)])
+def test_amdim_nce_matches_plain_definition_values_and_gradients(scale, tclip):
+    # The fused forward/backward against autograd through the plain ops, float64, including scores far
+    # past the clip and a tclip large enough that exp(-2 tclip) underflows.
+    g = torch.Generator().manual_seed(3)
+    src = (scale * torch.randn(5, 8, generator=g, dtype=torch.float64)).requires_grad_()
+    trg = (scale * torch.randn(5, 8, 6, generator=g, dtype=torch.float64)).requires_grad_()
+    w_loss, w_pen = torch.rand(2, generator=g, dtype=torch.float64)
+
+    def run(fn):
+        loss, pen = fn(src, trg, tclip, 0.05)
+        gs, gt = torch.autograd.grad(w_loss * loss + w_pen * pen, (src, trg))
+        return loss.detach(), pen.detach(), gs, gt
+
+    def fused_fn(s, t, c, w):
+        # amdim_nce casts to float32; run the fused function on float64 scores directly.
+        z = (s @ t.transpose(0, 1).flatten(1) / (math.sqrt(8) * c)).view(1, 5, 5, 6)
+        loss, mean_sq = amdim_nce_scaled(z, c)
+        return loss[0], w * mean_sq[0]
+
+    fused = run(fused_fn)
+    plain = run(_amdim_nce_plain)
+    for a, b in zip(fused, plain):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12 * max(1.0, b.abs().max().item()))
+    loss32, pen32 = amdim_nce(src.detach().float(), trg.detach().float(), tclip, 0.05)
+    assert loss32.item() == pytest.approx(plain[0].item(), rel=1e-4, abs=1e-5)
+    assert pen32.item() == pytest.approx(plain[1].item(), rel=1e-4)
+
+
+def test_amdim_nce_scaled_batches_independent_problems():
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(3, 4, 4, 5, generator=g)
+    loss, mean_sq = amdim_nce_scaled(z, 2.0)
+    for b in range(3):
+        one = amdim_nce_scaled(z[b:b + 1], 2.0)
+        assert torch.allclose(loss[b], one[0][0]) and torch.allclose(mean_sq[b], one[1][0])
+    assert torch.allclose(mean_sq, (2.0 * z).pow(2).mean(dim=(1, 2, 3)))
+    with pytest.raises(ValueError):
+        amdim_nce_scaled(torch.zeros(1, 3, 4, 5), 2.0)

@@ -31,7 +31,7 @@ def test_chunks_are_rotated_by_their_label():
     for i, k in enumerate(rotation_chunks(10).tolist()):
         assert torch.equal(fed[i], torch.rot90(x[i], k, dims=(1, 2)))
     assert torch.equal(fed[8:], x[8:])  # leftovers upright, outside the loss
-    assert out["features"].shape == (10, 64)
+    assert out["features"].shape == (4, 64)  # chunk 0 (2 images) and the 2 leftovers, all upright
 
 
 def test_too_small_batch_and_bad_config():
@@ -65,3 +65,23 @@ def test_encoder_and_transfer_state():
     ts = m.transfer_state()
     fresh = build_encoder(ts).eval()
     assert torch.allclose(fresh(x).pooled, out.pooled)
+
+
+@pytest.mark.parametrize("n", [8, 10, 13])
+def test_features_are_the_upright_rows_and_say_which(n):
+    # In eval mode each image's feature is independent of the rest of the batch, so the rows the method
+    # returns must be exactly the encoder's output on those (un-rotated) images: chunk 0 and the n % 4
+    # leftovers, named by feature_rows so the online probe takes the matching labels.
+    torch.manual_seed(0)
+    m = build_method("rotation", "resnet9-tiny").eval()
+    m.augment = lambda x, g: x
+    x = structured_images(n, 16)
+    out = m(make_batch(x))
+    q = n // 4
+    rows = torch.cat([torch.arange(q), torch.arange(4 * q, n)])
+    assert torch.equal(out["feature_rows"], rows)
+    expected = m.encoder()(m.input(x)).pooled[rows]
+    assert out["features"].shape == (len(rows), m.encoder().out_dim)
+    assert torch.allclose(out["features"], expected, atol=1e-5)
+    rotated = m.encoder()(m.input(torch.rot90(x[rows], 1, dims=(2, 3)))).pooled
+    assert not torch.allclose(out["features"], rotated, atol=1e-3)

@@ -32,7 +32,7 @@ from torch import nn
 
 from selfstudy.data.augment import PaperAugment
 from selfstudy.methods.base import Method, MethodConfig, randint
-from selfstudy.methods.losses import amdim_nce
+from selfstudy.methods.losses import amdim_nce_scaled
 
 
 class AMDIM(Method):
@@ -81,7 +81,10 @@ class AMDIM(Method):
         self.augment = PaperAugment()
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Normalised input (N, 3, H, W) -> r1 (N, e), r5 (N, e, 5, 5), r7 (N, e, 7, 7), pooled (N, D)."""
+        """Normalised input (N, 3, H, W) -> r1 (N, e), r5 (N, e, 5, 5), r7 (N, e, 7, 7), pooled (N, D).
+
+        The embeddings as the paper defines them; :meth:`loss` computes the same scores without
+        materialising r5 and r7 where that is cheaper (see there)."""
         out = self.backbone(x)
         r1 = self.embed1(out.pooled)
         r5 = self.embed5(F.adaptive_avg_pool2d(out.maps[self.map5], 5))
@@ -89,6 +92,22 @@ class AMDIM(Method):
         return r1, r5, r7, out.pooled
 
     def loss(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """The six NCE terms in two batched matmuls and two fused :func:`amdim_nce_scaled` calls.
+
+        Cost is dominated by the (N, N, L) score tensors. Two exact rewrites shrink it:
+
+        * A target embedding is ``r_jl = W m_jl + b`` (1x1 conv of the pooled map m, C channels), so
+          ``a . r_jl = (W^T a) . m_jl + a . b``: when ``C + 1 < embed_dim`` the scores are one matmul
+          of the projected sources ``[W^T a, a . b]`` with ``[m; 1]``, inner width C + 1 instead of
+          embed_dim (resnet9-tiny: 129 and 65 instead of 256, so ``embed_dim`` keeps the paper's 256
+          at no cost in the big products); otherwise r is materialised as usual.
+        * 1->5 and 5->5 share their target, so both sources go in one product, and the two directions
+          are one ``bmm`` of batch 2. Scores are scaled by ``1 / (sqrt(e) tclip)`` on the sources.
+
+        Pooling is a matmul with the fixed adaptive-average-pool matrix. The heads and the scores run in
+        float32 with autocast off; the loss equals the plain definition up to float rounding
+        (``tests/methods/test_amdim.py`` checks it against one).
+        """
         x, gen = self.unpack(batch)
         n = x.shape[0]
         if n < 2:
@@ -98,22 +117,54 @@ class AMDIM(Method):
         p2 = self.augment.draw(n, size, gen, x.device)
         p2["flip"] = p1["flip"]  # both views of an image share the flip (PAPER.md §3.4)
         views = torch.cat([self.augment.apply(x, p1), self.augment.apply(x, p2)])
-        r1, r5, r7, pooled = self.embed(self.input(views))
-        r1, r5, r7 = r1.float(), r5.float().flatten(2), r7.float().flatten(2)   # maps: (2N, e, L)
-
+        out = self.backbone(self.input(views))
+        cfg, e = self.cfg, self.cfg.embed_dim
         # One r5 location per image as the 5->5 source.
-        loc = randint(gen, r5.shape[2], (2 * n,), r5.device)
-        r5_src = r5[torch.arange(2 * n, device=r5.device), :, loc]               # (2N, e)
-
-        def both(src: torch.Tensor, trg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            a = amdim_nce(src[:n], trg[n:], self.cfg.tclip, self.cfg.penalty)
-            b = amdim_nce(src[n:], trg[:n], self.cfg.tclip, self.cfg.penalty)
-            return 0.5 * (a[0] + b[0]), a[1] + b[1]
-
-        l15, p15 = both(r1, r5)
-        l17, p17 = both(r1, r7)
-        l55, p55 = both(r5_src, r5)
-        penalty = 0.5 * (p15 + p17 + p55)
+        loc = randint(gen, 25, (2 * n,), x.device)
+        with torch.autocast(x.device.type, enabled=False):
+            m5 = _adaptive_pool(out.maps[self.map5].float(), 5)                  # (2N, C5, 25)
+            m7 = _adaptive_pool(out.maps[self.map7].float(), 7)                  # (2N, C7, 49)
+            r1 = F.linear(out.pooled.float(), self.embed1.weight, self.embed1.bias)   # (2N, e)
+            w5, b5 = self.embed5.weight.flatten(1), self.embed5.bias                   # (e, C5), (e,)
+            r5_src = F.linear(m5[torch.arange(2 * n, device=x.device), :, loc], w5, b5)  # (2N, e)
+            scale = 1.0 / (math.sqrt(e) * cfg.tclip)
+            # Sources (2 directions, rows, width): direction 0 is view 1 -> view 2.
+            src5 = torch.stack([torch.cat([r1[:n], r5_src[:n]]), torch.cat([r1[n:], r5_src[n:]])])
+            src7 = torch.stack([r1[:n], r1[n:]])
+            z5 = _scores(src5.mul(scale), m5, w5, b5, n)                          # (2, 2n, n, 25)
+            z7 = _scores(src7.mul(scale), m7, self.embed7.weight.flatten(1), self.embed7.bias, n)
+            nce5, sq5 = amdim_nce_scaled(z5.view(4, n, n, 25), cfg.tclip)   # 1->5, 5->5 per direction
+            nce7, sq7 = amdim_nce_scaled(z7, cfg.tclip)
+        l15, l55 = 0.5 * (nce5[0] + nce5[2]), 0.5 * (nce5[1] + nce5[3])
+        l17 = 0.5 * nce7.sum()
+        penalty = 0.5 * cfg.penalty * (sq5.sum() + sq7.sum())
         return {"loss": l15 + l17 + l55 + penalty, "loss_1t5": l15.detach(), "loss_1t7": l17.detach(),
                 "loss_5t5": l55.detach(), "penalty": penalty.detach(),
-                "features": pooled[:n].detach().float()}
+                "features": out.pooled[:n].detach().float()}
+
+
+def _adaptive_pool(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d(x, size).flatten(2)`` as one matmul with the pooling matrix (the same
+    bins and weights; much faster than the pooling kernel on a CPU at these sizes)."""
+    h, w = x.shape[-2:]
+    basis = torch.eye(h * w, dtype=x.dtype, device=x.device).view(h * w, 1, h, w)
+    pool = F.adaptive_avg_pool2d(basis, size).flatten(1)                   # (H W, size^2)
+    return x.flatten(2) @ pool
+
+
+def _scores(src: torch.Tensor, m: torch.Tensor, w: torch.Tensor, b: torch.Tensor, n: int) -> torch.Tensor:
+    """Scores of sources ``src`` (2, S, e) against the other view's targets ``r = w m + b``:
+    (2, S, n, L); direction 0 scores view 2's targets, direction 1 view 1's.
+
+    ``m``: (2n, C, L) pooled map, ``w``: (e, C), ``b``: (e,). When C + 1 < e the product runs in the
+    C + 1 wide space of ``[m; 1]`` with the sources projected to ``[w^T a, a . b]`` (exact)."""
+    c, locs = m.shape[1:]
+    e = w.shape[0]
+    if c + 1 < e:
+        src = torch.cat([src @ w, src @ b[:, None]], dim=2)                 # (2, S, C + 1)
+        trg = torch.cat([m, m.new_ones(2 * n, 1, locs)], dim=1)              # (2n, C + 1, L)
+    else:
+        trg = torch.einsum("ec,ncl->nel", w, m) + b[:, None]                 # (2n, e, L): r itself
+    # Direction 0 (view-1 sources) meets view 2's targets, direction 1 view 1's.
+    trg = trg.view(2, n, -1, locs).flip(0).transpose(1, 2).reshape(2, -1, n * locs)
+    return torch.bmm(src, trg).view(2, src.shape[1], n, locs)

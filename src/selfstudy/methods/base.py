@@ -213,7 +213,8 @@ class Method(nn.Module):
     # --- the interface the training loop and the protocols use ------------------------------------
     def loss(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:  # pragma: no cover
         """Augment ``batch["images"]`` (RGB [0, 1] NCHW), encode, and return ``{"loss": scalar, ...}``
-        plus optionally ``"features"``: detached (N, D) pooled features of the first view."""
+        plus optionally ``"features"``: detached pooled features of the first view, (N, D), or of the batch
+        rows named by ``"feature_rows"`` when only some rows have them (Rotation: the upright ones)."""
         raise NotImplementedError
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:

@@ -32,8 +32,15 @@ class Rotation(Method):
     """Predict which of four rotations was applied to an image (PAPER.md §3.1).
 
     ``loss`` returns ``loss`` (CE over the ``4 * (N // 4)`` labelled images), ``accuracy`` of the
-    rotation prediction and ``features``: detached pooled features of all N images, in batch order
-    (the first ``4 * (N // 4)`` rotated by their chunk, the rest upright).
+    rotation prediction and ``features``: detached pooled features of the N augmented images *upright*
+    (rotation 0), one row per input image in batch order, so ``features[i]`` goes with
+    ``batch["label"][i]`` for the online probe.
+
+    The training pass already holds the upright features of chunk 0 and of the ``N % 4`` leftovers;
+    the other ``3 * (N // 4)`` images get one extra forward, without autograd, of their upright
+    versions (the cheapest correct way: about a quarter of a training step's backbone work). It runs
+    in the module's mode, i.e. with batch statistics in training, on copies of the BatchNorm running
+    statistics so that it leaves them as the training pass set them.
     """
 
     name = "rotation"
@@ -77,4 +84,10 @@ class Rotation(Method):
         logits = self.head(out.pooled[:4 * m])
         loss = F.cross_entropy(logits.float(), labels)
         accuracy = (logits.argmax(dim=1) == labels).float().mean()
-        return {"loss": loss, "accuracy": accuracy.detach(), "features": out.pooled.detach().float()}
+        # The online probe sees only the images that went through the backbone upright (chunk 0 and the
+        # leftovers): their labels are batch["label"][feature_rows]. A second, upright pass over the
+        # rotated chunks would cost a quarter of the step for a diagnostic.
+        rows = torch.cat([torch.arange(m), torch.arange(4 * m, n)]).to(x.device)
+        features = out.pooled.detach()[rows]
+        return {"loss": loss, "accuracy": accuracy.detach(), "features": features.float(),
+                "feature_rows": rows}

@@ -77,8 +77,9 @@ class PretrainModule(nn.Module):
         b["images"] = to_float(batch["images"], channels_last=self.channels_last)
         out = dict(self.method.loss(b))
         features = out.pop("features", None)
+        rows = out.pop("feature_rows", None)  # which batch rows ``features`` belong to, if not the first
         if self.probe is not None and features is not None and "label" in batch:
-            labels = batch["label"][:len(features)]
+            labels = batch["label"][rows] if rows is not None else batch["label"][:len(features)]
             logits = self.probe(features.detach().float())
             probe_loss = F.cross_entropy(logits.float(), labels)
             out["ssl_loss"] = out["loss"].detach()
