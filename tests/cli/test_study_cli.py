@@ -55,6 +55,17 @@ def test_run_status_report(tmp_path, spec_file, monkeypatch, capsys):
     assert "study clitest" in out and "10/10 cells done" in out
     assert "pretrain    done 2  running 0  pending 0  failed 0" in out
 
+    # A row a killed run left 'running' shows as interrupted when no run holds the study.
+    import sqlite3
+
+    con = sqlite3.connect(study / "results.sqlite")
+    with con:
+        con.execute("UPDATE cells SET status='running' WHERE kind='pretrain'")
+    con.close()
+    assert main(["study", "status", str(study)]) == 0
+    out = capsys.readouterr().out
+    assert "8/10 cells done" in out and "interrupted: pretrain TCVL rotation resnet9-tiny s0" in out
+
     other = tmp_path / "elsewhere" / "r.html"
     assert main(["report", str(study / "results.sqlite"), "-o", str(other), "--bootstrap", "0"]) == 0
     assert other.is_file() and (other.parent / "cells.csv").is_file()
@@ -76,7 +87,7 @@ def test_cells_dry_run(spec_file, capsys):
 
 @pytest.mark.parametrize("args, fragment", [
     (["labels=[-100]"], "label count -100 is not allowed"),
-    (["methods=[scratch,byol]"], "unknown method 'byol'"),
+    (["methods=[scratch,rotatoin]"], "unknown method 'rotatoin' (did you mean 'rotation'?)"),
     (["tasks=[depht]"], "unknown task"),
     (["backbones=[resnet7]"], "unknown backbone"),
     (["datasets.factors=[TCXL]"], "bad factor string"),

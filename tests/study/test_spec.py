@@ -36,6 +36,12 @@ def test_expansion_counts_and_skipped_tasks():
     assert scratch == {"finetune": 12, "linear": 12}
 
 
+def test_a_spec_without_scratch_says_it_has_no_utility():
+    plan = expand(spec_from_dict(_raw(methods=["rotation"])))
+    assert any("no scratch method" in n for n in plan.notes)
+    assert all(c.method == "rotation" for c in plan.all)
+
+
 def test_pretraining_is_shared_by_downstream_cells():
     plan = expand(spec_from_dict(_raw()))
     by_id = {c.id: c for c in plan.pretrain}

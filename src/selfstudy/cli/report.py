@@ -33,9 +33,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from selfstudy.data.store import atomic_write_text
     from selfstudy.study.db import ResultsDB
     from selfstudy.study.report import build_report, summary_table_text
-    from selfstudy.data.store import atomic_write_text
 
     src = Path(args.source)
     if not src.exists():

@@ -131,7 +131,8 @@ def run_status(args) -> int:
         plan = db.get_meta("plan")
         counts = db.counts(plan)
         rows = db.rows(status=None, kind=None, cell_ids=plan)
-    print(f"study {spec.get('name', '?')} in {folder}" + ("  [a run is active]" if _locked(folder / LOCK_NAME) else ""))
+    active = _locked(folder / LOCK_NAME)
+    print(f"study {spec.get('name', '?')} in {folder}" + ("  [a run is active]" if active else ""))
     total = sum(sum(v.values()) for v in counts.values())
     done = sum(v.get("done", 0) for v in counts.values())
     print(f"{done}/{total} cells done")
@@ -141,7 +142,10 @@ def run_status(args) -> int:
             print(f"  {kind:10}  " + "  ".join(f"{k} {c[k]}" for k in ("done", "running", "pending", "failed")))
     for r in rows:
         if r["status"] == "running":
-            print(f"running: {_label(r)} (since {r['started_at']})")
+            if active:
+                print(f"running: {_label(r)} (since {r['started_at']})")
+            else:
+                print(f"interrupted: {_label(r)} (its run stopped; the next run starts it again)")
     failed = [r for r in rows if r["status"] == "failed"]
     for r in (failed if args.failed else failed[:5]):
         err = (r["error"] or "").strip().splitlines()

@@ -87,6 +87,9 @@ def run_study(spec: Spec, study_dir: str | os.PathLike, executor: Executor | Non
 
     Raises:
         UserError: another process is running this study folder.
+
+    Dataset rendering starts worker processes by spawning, so a script that calls this must guard its
+    entry point with ``if __name__ == "__main__":``.
     """
     started = time.perf_counter()
     out = sys.stdout if out is None else out

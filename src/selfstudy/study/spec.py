@@ -390,6 +390,8 @@ def expand(spec: Spec) -> Plan:
                                                        method=m.name, backbone=b, seed=s, task=t,
                                                        protocol=p, n_labels=n,
                                                        pretrain_id=pre.id if pre else None, config=cfg))
+    if "finetune" in spec.protocols and not any(m.is_scratch for m in spec.methods):
+        notes.append("no scratch method: the report needs scratch finetune cells to compute utility")
     notes = list(dict.fromkeys(notes))
     # A pretraining cell nobody loads (every task skipped on its dataset) is not worth running.
     used = {c.pretrain_id for c in downstream}
