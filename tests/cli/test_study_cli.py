@@ -112,6 +112,17 @@ def test_missing_things_exit_2(tmp_path, capsys):
     assert "no results database" in capsys.readouterr().err
 
 
+def test_ray_executor_without_ray_says_how_to_get_it(tmp_path, spec_file, capsys):
+    try:
+        import ray  # noqa: F401
+        pytest.skip("ray is installed")
+    except ImportError:
+        pass
+    assert main(["study", "run", str(spec_file), "--dir", str(tmp_path / "s"), "--executor", "ray"]) == 2
+    assert "pip install ray" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
 def test_report_of_a_study_without_results(tmp_path, capsys):
     with ResultsDB.open(tmp_path, create=True):
         pass

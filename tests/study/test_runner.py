@@ -207,6 +207,76 @@ def test_executors(tmp_path):
             RayExecutor()
 
 
+class _FakeRay:
+    """Just enough of Ray's API to run RayExecutor.map in-process: tasks run when submitted."""
+
+    class _Remote:
+        def __init__(self, ray, fn):
+            self.ray, self.fn, self.opts = ray, fn, {}
+
+        def options(self, **kw):
+            self.opts = kw
+            return self
+
+        def remote(self, *args):
+            self.ray.submitted.append(self.opts)
+            try:
+                return _FakeRay.Ref("ok", self.fn(*args))
+            except Exception as e:  # noqa: BLE001
+                return _FakeRay.Ref("err", e)
+
+    class Ref:  # hashable, like an ObjectRef
+        def __init__(self, kind, value):
+            self.kind, self.value = kind, value
+
+    def __init__(self, gpus):
+        self.gpus, self.submitted, self.address = gpus, [], "unset"
+
+    def is_initialized(self):
+        return False
+
+    def init(self, address=None, ignore_reinit_error=False):
+        self.address = address
+
+    def cluster_resources(self):
+        return {"CPU": 8.0, "GPU": float(self.gpus)}
+
+    def remote(self, fn):
+        return self._Remote(self, fn)
+
+    def wait(self, refs, num_returns=1):
+        return refs[:num_returns], refs[num_returns:]
+
+    def get(self, ref):
+        if ref.kind == "err":
+            raise ref.value
+        return ref.value
+
+
+@pytest.mark.parametrize("gpus", [2, 0])
+def test_ray_executor_with_a_stand_in_ray(monkeypatch, gpus):
+    fake = _FakeRay(gpus)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setenv("SELFSTUDY_RAY_GPUS_DOWNSTREAM", "0.5")
+    plan = spec_from_dict({**SPEC, "seeds": [0]}).cells()
+    cells = plan.pretrain + plan.downstream[:3]
+    broken = plan.downstream[1].id
+
+    def fn(cell):
+        if cell.id == broken:
+            raise ValueError("no")
+        return fake_result(cell)
+
+    ex = RayExecutor(max_in_flight=2)
+    out = list(ex.map(fn, cells))
+    assert [c.id for c, _ in out] == [c.id for c in cells]
+    assert isinstance(dict((c.id, r) for c, r in out)[broken], ValueError)
+    assert sum(isinstance(r, dict) for _, r in out) == len(cells) - 1
+    want = {"pretrain": 1.0, "downstream": 0.5} if gpus else {"pretrain": 0.0, "downstream": 0.0}
+    assert [o["num_gpus"] for o in fake.submitted] == [want[c.kind] for c in cells]
+    assert all(o["num_cpus"] == 2.0 for o in fake.submitted)
+
+
 # --- a real process, really killed ----------------------------------------------------------------
 
 _CHILD = """

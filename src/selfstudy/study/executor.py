@@ -80,10 +80,10 @@ class RayExecutor(Executor):
     def __init__(self, address: str | None = None, num_gpus: dict | None = None, num_cpus: float | None = None,
                  max_in_flight: int = 256):
         self._ray = _import_ray()
-        gpu_default = {"pretrain": float(os.environ.get("SELFSTUDY_RAY_GPUS_PRETRAIN", 1)),
-                       "downstream": float(os.environ.get("SELFSTUDY_RAY_GPUS_DOWNSTREAM", 0.25))}
+        gpu_default = {"pretrain": _env_number("SELFSTUDY_RAY_GPUS_PRETRAIN", 1.0),
+                       "downstream": _env_number("SELFSTUDY_RAY_GPUS_DOWNSTREAM", 0.25)}
         self.num_gpus = {**gpu_default, **(num_gpus or {})}
-        self.num_cpus = float(num_cpus if num_cpus is not None else os.environ.get("SELFSTUDY_RAY_CPUS", 2))
+        self.num_cpus = float(num_cpus) if num_cpus is not None else _env_number("SELFSTUDY_RAY_CPUS", 2.0)
         self.max_in_flight = int(max_in_flight)
         if not self._ray.is_initialized():
             self._ray.init(address=address or os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True)
@@ -120,6 +120,19 @@ class RayExecutor(Executor):
 
     def close(self) -> None:
         pass  # leave the cluster connection to whoever opened it: a driver may run several studies
+
+
+def _env_number(name: str, default: float) -> float:
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise UserError(f"${name}={text!r} is not allowed: give a number >= 0 (a fraction of a GPU is fine)")
+    return value
 
 
 def _call(fn, cell):
