@@ -191,3 +191,13 @@ def test_multi_object_dataset(tmp_path):
             seg = np.unique(a["segmentation"][i][a["instance"][i] == inst])
             assert len(seg) == 1  # each instance id has exactly one class
             assert seg[0] == (0 if inst == 0 else a["classes"][i, inst - 1] + 1)
+
+
+def test_data_argument_names_a_folder_or_a_config(tmp_path):
+    from selfstudy.data.generate import DatasetConfig, data_argument
+
+    assert data_argument(tmp_path) == tmp_path
+    cfg = data_argument("-CV-", res=32, n=500)
+    assert isinstance(cfg, DatasetConfig) and (cfg.factors, cfg.res, cfg.n) == ("0110", 32, 500)
+    with pytest.raises(UserError, match="neither a dataset folder nor a factor string"):
+        data_argument("TCXL")

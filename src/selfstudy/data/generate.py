@@ -350,3 +350,26 @@ def ensure_dataset(cfg: DatasetConfig, root: str | os.PathLike | None = None, wo
             except UserError:
                 continue
     return generate(cfg, path, workers=workers, progress=progress)
+
+
+def data_argument(data: str | os.PathLike, res: int | None = None,
+                  n: int | None = None) -> "Path | DatasetConfig":
+    """What a ``--data`` argument names: an existing dataset folder (a ``Path``), or, for a factor
+    string such as ``TCVL``, ``-CV-`` or ``0110``, the ``DatasetConfig`` to generate or reuse (with
+    ``res`` pixels and ``n`` images where given)."""
+    from selfstudy.factors import Factors
+
+    s = str(data)
+    if Path(s).is_dir() or os.sep in s or not s.strip():
+        return Path(s)
+    try:
+        factors = Factors.parse(s)
+    except UserError:
+        raise UserError(f"--data {s!r} is neither a dataset folder nor a factor string "
+                        f"(like TCVL, -CV- or 0110)") from None
+    kw: dict = {"factors": factors.bits}
+    if res is not None:
+        kw["res"] = int(res)
+    if n is not None:
+        kw["n"] = int(n)
+    return DatasetConfig(**kw)

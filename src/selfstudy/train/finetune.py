@@ -206,26 +206,14 @@ def open_data(data, res: int | None = None, n: int | None = None, progress: bool
     must match the stored images.
     """
     from selfstudy.data.store import Dataset
-    from selfstudy.factors import Factors
 
     if isinstance(data, Dataset):
         ds = data
-    elif Path(data).is_dir() or os.sep in str(data):
-        ds = Dataset(data)
     else:
-        try:
-            factors = Factors.parse(str(data))
-        except UserError:
-            raise UserError(f"--data {str(data)!r} is neither a dataset folder nor a factor string "
-                            f"(like TCVL, -CV- or 0110)") from None
-        from selfstudy.data.generate import DatasetConfig, ensure_dataset
+        from selfstudy.data.generate import data_argument, ensure_dataset
 
-        kw: dict[str, Any] = {"factors": factors.bits}
-        if res is not None:
-            kw["res"] = int(res)
-        if n is not None:
-            kw["n"] = int(n)
-        ds = Dataset(ensure_dataset(DatasetConfig(**kw), progress=progress))
+        target = data_argument(data, res, n)
+        ds = Dataset(target if isinstance(target, Path) else ensure_dataset(target, progress=progress))
     stored = int(ds["images"].shape[1])
     if res is not None and int(res) != stored:
         raise UserError(f"dataset {ds.path} is {stored} px but --res {res} was asked for; omit --res or "

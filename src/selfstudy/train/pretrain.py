@@ -301,24 +301,12 @@ def _is_folder(data: str | os.PathLike) -> bool:
 
 def _open_data(data: str | os.PathLike, res: int | None, num_images: int | None, progress: bool):
     """A :class:`Dataset` for a folder path, or for a factor string (generated on first use)."""
+    from selfstudy.data.generate import data_argument, ensure_dataset
     from selfstudy.data.store import Dataset
-    from selfstudy.factors import Factors
 
-    if _is_folder(data):
-        return Dataset(data)
-    try:
-        factors = Factors.parse(str(data))
-    except UserError:
-        raise UserError(f"--data {data!r} is neither a dataset folder nor a factor string "
-                        f"(like TCVL, -CV- or 0110)") from None
-    from selfstudy.data.generate import DatasetConfig, ensure_dataset
-
-    kw = {"factors": factors.bits}
-    if res is not None:
-        kw["res"] = res
-    if num_images is not None:
-        kw["n"] = num_images
-    cfg = DatasetConfig(**kw)
+    cfg = data_argument(data, res, num_images)
+    if isinstance(cfg, Path):
+        return Dataset(cfg)
     # Under torchrun, rank 0 renders; the others wait, then find the finished dataset by its hash.
     if distributed.current().is_main:
         path = ensure_dataset(cfg, progress=progress)
