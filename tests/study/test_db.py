@@ -132,3 +132,16 @@ def test_finish_of_unknown_cell_is_an_error(tmp_path):
     with ResultsDB(tmp_path / "r.sqlite") as db:
         with pytest.raises(KeyError):
             db.finish("0" * 16, _result())
+
+
+def test_labeled_subsets_are_kept_once_per_sha(tmp_path):
+    a, b = _cell(method="scratch"), _cell(method="rotation")
+    with ResultsDB(tmp_path / "r.sqlite") as db:
+        db.add_cells([a, b])
+        db.finish(a.id, {**_result(0.5), "subset_indices": [3, 7, 11]})
+        db.finish(b.id, {**_result(0.6), "subset_indices": [3, 7, 11]})
+        assert db.subset("abc123") == [3, 7, 11]
+        assert all("subset_indices" not in r["result"] for r in db.rows())
+        assert db._con.execute("SELECT COUNT(*) FROM subsets").fetchone()[0] == 1
+        with pytest.raises(KeyError, match="no labeled subset"):
+            db.subset("nope")

@@ -76,6 +76,7 @@ CREATE TABLE IF NOT EXISTS cells (
 );
 CREATE INDEX IF NOT EXISTS cells_status ON cells (status, kind);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS subsets (sha TEXT PRIMARY KEY, n INTEGER NOT NULL, indices TEXT NOT NULL);
 """
 
 
@@ -207,9 +208,14 @@ class ResultsDB:
         The cell must have been registered with :meth:`add_cells`.
         """
         result = dict(result)
+        # The labeled rows are kept once per subset (many cells share one), not in every cell's JSON.
+        indices = result.pop("subset_indices", None)
         cols = {k: _column_value(k, result.get(k)) for k in RESULT_COLUMNS}
         sets = ", ".join(f"{k}=?" for k in cols)
         with self._tx() as con:
+            if indices is not None and result.get("subset_sha"):
+                con.execute("INSERT OR IGNORE INTO subsets (sha, n, indices) VALUES (?, ?, ?)",
+                            (result["subset_sha"], len(indices), json.dumps([int(i) for i in indices])))
             cur = con.execute(
                 f"UPDATE cells SET status='done', {sets}, result=?, error=NULL, wall_seconds=?, version=?, "
                 f"git_commit=?, finished_at=? WHERE cell_id=? AND status!='done'",
@@ -218,6 +224,14 @@ class ResultsDB:
             if cur.rowcount == 0 and con.execute("SELECT 1 FROM cells WHERE cell_id=?", (cell_id,)).fetchone() is None:
                 raise KeyError(f"cell {cell_id} is not in the results database")
             return cur.rowcount == 1
+
+    def subset(self, sha: str) -> list[int]:
+        """The dataset rows of the labeled subset ``sha`` (train split indices, ascending)."""
+        with self._tx() as con:
+            row = con.execute("SELECT indices FROM subsets WHERE sha=?", (sha,)).fetchone()
+        if row is None:
+            raise KeyError(f"no labeled subset {sha} in the results database")
+        return json.loads(row[0])
 
     def fail(self, cell_id: str, error: str, wall_seconds: float | None = None) -> None:
         """Mark a cell ``failed`` with its error text (a later run retries it)."""

@@ -609,6 +609,8 @@ def run(ds, task: "str | Task", *, backbone: str | None = None, n_labels: int, s
         "metrics": {**prefixed("val", selection.best_metrics), **prefixed("test", test_best),
                     **prefixed("val_last", last_val), **prefixed("test_last", test_last)},
         "subset_sha": sha,
+        # The labeled dataset rows; the study database keeps them once per subset (by sha).
+        "subset_indices": ds.indices("train")[pos].tolist(),
         "budget": resolved,
         "protocol": "finetune" if init is not None else "scratch",
         "task": task.spec,

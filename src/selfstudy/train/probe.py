@@ -217,7 +217,8 @@ def extract(ds, task: "str | Task", *, init=None, n_labels: int, seed: int = 0, 
     return ProbeFeatures(feats["train"], task.targets(splits["train"]), feats["val"], task.targets(splits["val"]),
                          feats["test"], task.targets(splits["test"]), sha, backbone,
                          init["method"] if init is not None else None, time.perf_counter() - t0,
-                         {"n_labels": int(n_labels), "seed": int(seed), "task": task.spec})
+                         {"n_labels": int(n_labels), "seed": int(seed), "task": task.spec,
+                          "subset_indices": ds.indices("train")[pos].tolist()})
 
 
 def _check_features(f: ProbeFeatures, task: Task) -> ProbeFeatures:
@@ -328,6 +329,7 @@ def linear(ds=None, task: "str | Task" = "classification", *, init=None, n_label
         "metrics": {**prefixed("val", sel.best_metrics), **prefixed("test", test_best),
                     **prefixed("val_last", last_val), **prefixed("test_last", test_last)},
         "subset_sha": f.subset_sha,
+        "subset_indices": f.info.get("subset_indices"),
         "budget": {**asdict(budget), "weight_decay": wd, "best_step": sel.best_step, "batch": batch,
                    "min_delta": min_delta, "fits": fits},
         "protocol": "linear",
@@ -401,6 +403,7 @@ def knn(ds=None, task: "str | Task" = "classification", *, init=None, n_labels: 
         "seconds": f.seconds + time.perf_counter() - t0,
         "metrics": {**prefixed("val", val), **prefixed("test", test)},
         "subset_sha": f.subset_sha,
+        "subset_indices": f.info.get("subset_indices"),
         "budget": {"k": k, "temperature": budget.temperature, "val_size": budget.val_size,
                    "test_size": budget.test_size},
         "protocol": "knn",
