@@ -41,14 +41,7 @@ def transfer_state(backbone="resnet9-tiny", seed=1):
             "input": InputTransform("rgb").state(), "out_dim": enc.out_dim}
 
 
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    # Two shared cores: one torch thread is many times faster than two when the other core is busy.
-    monkeypatch.setenv("SELFSTUDY_THREADS", "1")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

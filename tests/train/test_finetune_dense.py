@@ -47,13 +47,7 @@ def make_dataset(path, n=240, res=16, noise=12.0, seed=0, label=-1):
     return Dataset(path)
 
 
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    monkeypatch.setenv("SELFSTUDY_THREADS", "1")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
