@@ -29,6 +29,7 @@ from torch import nn
 from selfstudy.data.colour import InputTransform
 from selfstudy.methods import METHODS, build_method
 from selfstudy.models import build_backbone
+from selfstudy.train.allocator import retain_freed_memory
 from selfstudy.train.loop import Callback, TrainConfig, Trainer, resolve_threads
 from selfstudy.train.pretrain import PretrainModule
 
@@ -109,6 +110,8 @@ def main() -> None:
     threads = resolve_threads(None)
     if threads:
         torch.set_num_threads(threads)
+    # What the Trainer does on a CPU, done first so that the reference step gets it too.
+    retain_freed_memory()
 
     g = torch.Generator().manual_seed(0)
     # Enough images that no epoch ends inside the timed steps (an epoch end reads losses back).

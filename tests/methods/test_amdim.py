@@ -24,7 +24,7 @@ def test_views_share_the_flip():
     m.backbone.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
     x = structured_images(16, 16)
     m(make_batch(x))
-    v1, v2 = seen[0][:16], seen[0][16:]
+    v1, v2 = seen  # one backbone pass per view
     assert torch.equal(v1, v2)
     flipped = [not torch.equal(v1[i], x[i]) for i in range(16)]
     assert any(flipped) and not all(flipped)
@@ -100,7 +100,11 @@ def _plain_loss(m, batch):
     p1 = m.augment.draw(n, tuple(x.shape[-2:]), gen, x.device)
     p2 = m.augment.draw(n, tuple(x.shape[-2:]), gen, x.device)
     p2["flip"] = p1["flip"]
-    r1, r5, r7, _ = m.embed(m.input(torch.cat([m.augment.apply(x, p1), m.augment.apply(x, p2)])))
+    v1, v2 = m.input(m.augment.apply(x, p1)), m.input(m.augment.apply(x, p2))
+    if m.cfg.joint_bn:  # one pass over both views
+        r1, r5, r7, _ = m.embed(torch.cat([v1, v2]))
+    else:  # one pass per view
+        r1, r5, r7 = (torch.cat(pair) for pair in list(zip(m.embed(v1), m.embed(v2)))[:3])
     r5, r7 = r5.flatten(2), r7.flatten(2)
     loc = torch.randint(25, (2 * n,), generator=gen)
     r5_src = r5[torch.arange(2 * n), :, loc]
@@ -113,11 +117,11 @@ def _plain_loss(m, batch):
     return terms, 0.5 * pen
 
 
-@pytest.mark.parametrize("embed_dim", [32, 256, 300])
-def test_loss_matches_the_plain_definition(embed_dim):
+@pytest.mark.parametrize("embed_dim,joint_bn", [(32, False), (256, False), (300, False), (256, True)])
+def test_loss_matches_the_plain_definition(embed_dim, joint_bn):
     # embed_dim 32 materialises r5/r7 (C + 1 >= e); 256 and 300 take the factored products.
     torch.manual_seed(0)
-    m = build_method("amdim", "resnet9-tiny", {"embed_dim": embed_dim})
+    m = build_method("amdim", "resnet9-tiny", {"embed_dim": embed_dim, "joint_bn": joint_bn})
     x = structured_images(6, 32)
     out = m(make_batch(x, seed=7))
     (l15, l17, l55), pen = _plain_loss(m, make_batch(x, seed=7))

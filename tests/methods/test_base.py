@@ -121,3 +121,43 @@ def test_losses_are_float32_under_bf16_autocast(name):
     assert out["loss"].dtype == torch.float32 and torch.isfinite(out["loss"])
     assert out["features"].dtype == torch.float32 and not out["features"].requires_grad
     out["loss"].backward()
+
+
+def test_encode_views_per_view_and_joint():
+    from selfstudy.methods.base import encode_views
+
+    torch.manual_seed(0)
+    enc = build_backbone("resnet9-tiny").train()
+    v1, v2 = structured_images(6, 32), structured_images(6, 32).flip(-1)
+    per_view = encode_views(enc, [v1, v2], joint=False, maps=("layer2",))
+    joint = encode_views(enc, [v1, v2], joint=True, maps=("layer2",))
+    # Per view: exactly two separate passes, rows stacked view after view; only the asked-for maps.
+    a, b = enc(v1), enc(v2)
+    assert torch.equal(per_view.pooled, torch.cat([a.pooled, b.pooled]))
+    assert torch.equal(per_view.maps["layer2"], torch.cat([a.maps["layer2"], b.maps["layer2"]]))
+    assert set(per_view.maps) == set(joint.maps) == {"layer2"}
+    # Joint: one pass of the concatenation, where BatchNorm's batch statistics span both views.
+    both = enc(torch.cat([v1, v2]))
+    assert torch.equal(joint.pooled, both.pooled)
+    assert not torch.allclose(joint.pooled, per_view.pooled, atol=1e-4)
+    # In eval mode BatchNorm uses running statistics: the two ways agree.
+    enc.eval()
+    e1 = encode_views(enc, [v1, v2], joint=False).pooled
+    e2 = encode_views(enc, [v1, v2], joint=True).pooled
+    assert torch.allclose(e1, e2, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["simclr", "amdim", "moco", "byol"])
+def test_joint_bn_option_changes_only_the_batch_statistics(name):
+    # Same seeds, same weights: joint_bn=true and false give different losses in train mode (other
+    # BN statistics) and the same in eval mode.
+    x = structured_images(8, 32)
+    losses = {}
+    for joint in (False, True):
+        torch.manual_seed(0)
+        m = build_method(name, "resnet9-tiny", {"joint_bn": joint}).eval()
+        losses[joint, "eval"] = m(make_batch(x, seed=3))["loss"].item()
+        m.train()  # (after eval: a train-mode pass moves the running statistics)
+        losses[joint, "train"] = m(make_batch(x, seed=3))["loss"].item()
+    assert losses[False, "train"] != pytest.approx(losses[True, "train"], rel=1e-5)
+    assert losses[False, "eval"] == pytest.approx(losses[True, "eval"], rel=1e-4)

@@ -54,8 +54,15 @@ SHORT = Budget(min_steps=40, max_steps=40, batch_size=32, evals=8, patience=0)
 
 @pytest.fixture(scope="module")
 def scratch(ds):
-    torch.set_num_threads(1)
-    return run(ds, "classification", backbone="resnet9-tiny", n_labels=100, seed=0, budget=SHORT)
+    # Module-scoped, so built before the function-scoped one_thread: the same single thread here, or
+    # SELFSTUDY_THREADS from the caller's shell would give this run other float rounding.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SELFSTUDY_THREADS", "1")
+        before = torch.get_num_threads()
+        try:
+            return run(ds, "classification", backbone="resnet9-tiny", n_labels=100, seed=0, budget=SHORT)
+        finally:
+            torch.set_num_threads(before)
 
 
 def test_scratch_learns_an_easy_task_and_stores_best_and_last(scratch):

@@ -1,8 +1,11 @@
 """Augmented Multiscale Deep InfoMax (Bachman, Hjelm & Buchwalter, NeurIPS 2019), as adapted by the
 paper (PAPER.md §3.4).
 
-Two augmented views of every image (both with the same horizontal flip) go through the backbone in one
-batch. Three embeddings of width ``embed_dim`` per view:
+Two augmented views of every image (both with the same horizontal flip) go through the backbone, one
+pass per view by default so that BatchNorm normalises each view with its own statistics;
+``joint_bn=true`` encodes both in one batch of 2N as AMDIM's original code (same objective, other batch
+statistics; per-view passes are faster on a CPU, :func:`~selfstudy.methods.base.encode_views`). Three
+embeddings of width ``embed_dim`` per view:
 
 * r1: ``Linear`` of the pooled feature (the global vector);
 * r5: 1x1 conv of the backbone's deep AMDIM map (``amdim_maps[1]``) average-pooled to 5x5;
@@ -31,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfstudy.data.augment import PaperAugment
-from selfstudy.methods.base import Method, MethodConfig, randint
+from selfstudy.methods.base import Method, MethodConfig, encode_views, randint
 from selfstudy.methods.losses import amdim_nce_scaled
 
 
@@ -56,6 +59,7 @@ class AMDIM(Method):
         embed_dim: int = 256
         tclip: float = 30.0
         penalty: float = 0.05
+        joint_bn: bool = False
 
         @classmethod
         def paper_defaults(cls, backbone: str) -> dict[str, Any]:
@@ -116,8 +120,8 @@ class AMDIM(Method):
         p1 = self.augment.draw(n, size, gen, x.device)
         p2 = self.augment.draw(n, size, gen, x.device)
         p2["flip"] = p1["flip"]  # both views of an image share the flip (PAPER.md §3.4)
-        views = torch.cat([self.augment.apply(x, p1), self.augment.apply(x, p2)])
-        out = self.backbone(self.input(views))
+        views = [self.input(self.augment.apply(x, p1)), self.input(self.augment.apply(x, p2))]
+        out = encode_views(self.backbone, views, self.cfg.joint_bn, maps=(self.map5, self.map7))
         cfg, e = self.cfg, self.cfg.embed_dim
         # One r5 location per image as the 5->5 source.
         loc = randint(gen, 25, (2 * n,), x.device)

@@ -17,6 +17,8 @@ Choices for this project's short runs on small datasets, all settable:
 * Head widths ``hidden_dim`` 256 and ``proj_dim`` 128 (the paper: 4096 and 256 on ResNet50's 2048-d
   features; the backbones here pool to 256-d).
 * Adam with the paper's schedule (lr 1e-3, weight decay 1e-6), like SimCLR here, instead of LARS.
+* Each view gets its own backbone pass (BatchNorm statistics per view); ``joint_bn=true`` encodes
+  both in one pass (:func:`~selfstudy.methods.base.encode_views`).
 
 When the update happens: the training loop only calls :meth:`loss` and then steps the optimizer, so the
 target is moved at the *start* of each training-mode :meth:`loss`, toward the online weights of the
@@ -36,7 +38,7 @@ import torch
 from torch import nn
 
 from selfstudy.data.augment import SimCLRAugment
-from selfstudy.methods.base import Method, MethodConfig
+from selfstudy.methods.base import Method, MethodConfig, encode_views
 from selfstudy.methods.losses import byol_loss
 from selfstudy.methods.moco import frozen_copy, momentum_update_
 
@@ -68,6 +70,7 @@ class BYOL(Method):
         momentum: float = 0.99
         hidden_dim: int = 256
         proj_dim: int = 128
+        joint_bn: bool = False
 
         def validate(self) -> None:
             super().validate()
@@ -96,11 +99,11 @@ class BYOL(Method):
         if self.training:
             momentum_update_(self.target_backbone, self.backbone, self.cfg.momentum)
             momentum_update_(self.target_projector, self.projector, self.cfg.momentum)
-        views = self.input(torch.cat([self.augment(x, gen), self.augment(x, gen)]))
-        h = self.backbone(views).pooled  # both views in one pass: BN sees all 2N
+        views = [self.input(self.augment(x, gen)), self.input(self.augment(x, gen))]
+        h = encode_views(self.backbone, views, self.cfg.joint_bn).pooled
         p = self.predictor(self.projector(h))
         with torch.no_grad():
-            z = self.target_projector(self.target_backbone(views).pooled)
+            z = self.target_projector(encode_views(self.target_backbone, views, self.cfg.joint_bn).pooled)
         z_other = torch.cat([z[n:], z[:n]])  # each prediction's target is the other view's
         # byol_loss averages over the 2N rows; twice that is the paper's sum of the two orders.
         loss = 2 * byol_loss(p, z_other)

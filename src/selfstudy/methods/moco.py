@@ -23,6 +23,8 @@ Choices for this project's short runs on small datasets, all settable:
   near-copy of the positive counted as a negative).
 * ``temperature`` 0.2 (MoCo v2).
 * Adam with the paper's schedule (lr 1e-3, weight decay 1e-6), like SimCLR here, instead of SGD.
+* Each view gets its own backbone pass (BatchNorm statistics per view); ``joint_bn=true`` encodes
+  both views in one pass per encoder (:func:`~selfstudy.methods.base.encode_views`).
 
 When the update happens: the training loop only calls :meth:`loss` and then steps the optimizer, so the
 key encoder is moved at the *start* of each training-mode :meth:`loss`, toward the query weights the
@@ -56,7 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfstudy.data.augment import SimCLRAugment
-from selfstudy.methods.base import Method, MethodConfig
+from selfstudy.methods.base import Method, MethodConfig, encode_views
 from selfstudy.methods.losses import info_nce
 
 
@@ -159,6 +161,7 @@ class MoCo(Method):
         proj_dim: int = 128
         symmetric: bool = True
         queue_seed: int = 0
+        joint_bn: bool = False
 
         def validate(self) -> None:
             super().validate()
@@ -184,14 +187,14 @@ class MoCo(Method):
         if self.training:
             momentum_update_(self.key_backbone, self.backbone, self.cfg.momentum)
             momentum_update_(self.key_projector, self.projector, self.cfg.momentum)
-        v1, v2 = self.augment(x, gen), self.augment(x, gen)
-        # Symmetric: both views in one pass per encoder, so BatchNorm sees all 2N as in SimCLR here.
-        q_in = self.input(torch.cat([v1, v2]) if self.cfg.symmetric else v1)
-        k_in = self.input(torch.cat([v2, v1]) if self.cfg.symmetric else v2)
-        h = self.backbone(q_in).pooled
+        v1, v2 = self.input(self.augment(x, gen)), self.input(self.augment(x, gen))
+        # Symmetric: view 1 then view 2 as queries, keys in the swapped order.
+        q_in, k_in = ([v1, v2], [v2, v1]) if self.cfg.symmetric else ([v1], [v2])
+        h = encode_views(self.backbone, q_in, self.cfg.joint_bn).pooled
         q = self.projector(h)
         with torch.no_grad():
-            k = F.normalize(self.key_projector(self.key_backbone(k_in).pooled).float(), dim=1)
+            k_out = encode_views(self.key_backbone, k_in, self.cfg.joint_bn).pooled
+            k = F.normalize(self.key_projector(k_out).float(), dim=1)
         # A copy: the push below writes the queue in place, and autograd keeps the negatives for the
         # backward pass. The queue holds only keys of earlier batches, never this batch's positives.
         negatives = self.queue.keys.clone()

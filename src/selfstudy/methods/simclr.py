@@ -7,6 +7,10 @@ the 2N projections. Optimised with the paper's Adam schedule (no LARS: batches h
 Temperature: SimCLR's paper uses 0.5 for its CIFAR-10 runs and 0.1 for large ImageNet batches. For the
 small batches and datasets this project trains on (batch 256, tens of thousands of 32-64 px images) the
 default is 0.2, between the two, as in solo-learn's CIFAR recipe; set ``temperature`` to change it.
+
+BatchNorm: by default each view goes through the backbone in its own pass, so BN normalises a view with
+its own batch statistics (as solo-learn and lightly do); ``joint_bn=true`` encodes both views in one
+pass of 2N, as SimCLR's global BN (see :func:`~selfstudy.methods.base.encode_views`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import torch
 from torch import nn
 
 from selfstudy.data.augment import SimCLRAugment
-from selfstudy.methods.base import Method, MethodConfig
+from selfstudy.methods.base import Method, MethodConfig, encode_views
 from selfstudy.methods.losses import nt_xent
 
 
@@ -46,6 +50,7 @@ class SimCLR(Method):
         epochs: int = 100
         temperature: float = 0.2
         proj_dim: int = 128
+        joint_bn: bool = False
 
         def validate(self) -> None:
             super().validate()
@@ -66,8 +71,8 @@ class SimCLR(Method):
         n = x.shape[0]
         if n < 2:
             raise ValueError(f"simclr needs at least 2 images per batch (the negatives), got {n}")
-        views = torch.cat([self.augment(x, gen), self.augment(x, gen)])
-        h = self.backbone(self.input(views)).pooled   # both views in one pass: BN sees all 2N
+        views = [self.input(self.augment(x, gen)), self.input(self.augment(x, gen))]
+        h = encode_views(self.backbone, views, self.cfg.joint_bn).pooled
         z = self.projector(h)
         loss = nt_xent(z[:n], z[n:], self.cfg.temperature)
         return {"loss": loss, "features": h[:n].detach().float()}

@@ -43,6 +43,7 @@ from torch import nn
 from selfstudy.data.store import atomic_write_text
 from selfstudy.errors import UserError
 from selfstudy.train import distributed
+from selfstudy.train.allocator import retain_freed_memory
 from selfstudy.train.checkpoint import (capture_rng, check_compatible, load_checkpoint, restore_rng,
                                         save_checkpoint)
 from selfstudy.train.schedule import warmup_linear, warmup_steps
@@ -284,6 +285,8 @@ class Trainer:
         threads = resolve_threads(self.cfg.threads)
         if threads is not None:
             torch.set_num_threads(threads)
+        if self.device.type == "cpu":
+            retain_freed_memory()  # no page faults on every step's activations (see .allocator)
         self._setup_precision()
         if self.cfg.channels_last:
             self.module.to(memory_format=torch.channels_last)
