@@ -28,13 +28,14 @@ class SaveOwnWeights(Callback):
                    os.path.join(self.folder, f"rank{rank}.pt"))
 
 
-def _worker(rank, world, port, data, out, states):
+def _worker(rank, world, port, data, out, states, method="rotation",
+            overrides=("steps=5", "batch_size=16", "checkpoint_every=2")):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     try:
-        pretrain(data, "rotation", "resnet9-tiny", out=out, overrides=["steps=5", "batch_size=16",
-                 "checkpoint_every=2"], progress=False, callbacks=[SaveOwnWeights(states)])
+        pretrain(data, method, "resnet9-tiny", out=out, overrides=list(overrides), progress=False,
+                 callbacks=[SaveOwnWeights(states)])
     finally:
         distributed.cleanup()
 
@@ -43,6 +44,48 @@ def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _two_ranks(tmp_path, method, overrides):
+    data = make_dataset(tmp_path / "shapes", n=96, res=16)  # 64 training images
+    out, states = tmp_path / "run", tmp_path / "states"
+    states.mkdir()
+    mp.spawn(_worker, args=(2, _free_port(), str(data), str(out), str(states), method, overrides),
+             nprocs=2, join=True)
+    a, b = (torch.load(states / f"rank{r}.pt", weights_only=True)["model"] for r in (0, 1))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    return a
+
+
+def test_all_gather_rows_is_the_identity_in_one_process():
+    t = torch.arange(6.0).view(3, 2)
+    assert distributed.all_gather_rows(t) is t
+
+
+def test_cmc_banks_get_every_ranks_rows(tmp_path):
+    # One pass of 4 global batches of 16 (8 per rank) visits all 64 images: every bank row must have
+    # moved. (Broadcasting rank 0's buffers each forward would keep only rank 0's 32 rows.)
+    model = _two_ranks(tmp_path, "cmc", ("steps=4", "batch_size=16", "nce_k=16"))
+    from selfstudy.methods import build_method
+
+    fresh = build_method("cmc", "resnet9-tiny", {"nce_k": 16}, num_train=64).state_dict()
+    for bank in ("method.bank_l", "method.bank_ab"):
+        moved = (model[bank] - fresh[bank.removeprefix("method.")]).abs().amax(dim=1) > 1e-6
+        assert moved.sum().item() == 64, bank
+        assert torch.allclose(model[bank].norm(dim=1), torch.ones(64), atol=1e-5)  # unit rows
+
+
+def test_moco_queue_gets_every_ranks_keys(tmp_path):
+    # One global batch of 16 (8 per rank) pushes 16 keys into the queue of 32 (half the 64 images).
+    model = _two_ranks(tmp_path, "moco", ("steps=1", "batch_size=16", "queue_size=64"))
+    from selfstudy.methods import build_method
+
+    fresh = build_method("moco", "resnet9-tiny", {"queue_size": 64}, num_train=64).state_dict()
+    keys, ptr = model["method.queue.keys"], model["method.queue.ptr"]
+    assert keys.shape == (32, 128) and ptr.item() == 16
+    moved = (keys - fresh["queue.keys"]).abs().amax(dim=1) > 1e-6
+    assert moved.tolist() == [True] * 16 + [False] * 16
 
 
 def test_shard_splits_a_global_batch():

@@ -19,6 +19,10 @@ Negatives are drawn once per batch and shared by every anchor and both direction
 per anchor). In expectation it is the same objective, and it needs N x K logits instead of an
 (N, K + 1, 128) gather, 1 GB per direction at the paper's N = 256, K = 8192. K is clamped to
 ``num_train - 1`` so that a small dataset does not draw more negatives than it has other images.
+
+Under several processes (``torchrun``) each rank encodes its shard of the global batch and then applies
+the bank updates of every rank (all-gathered indices and embeddings), so the banks stay identical on
+all ranks, as if one process had seen the whole batch.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from selfstudy.errors import UserError
 from selfstudy.methods.base import Method, MethodConfig, randint
 from selfstudy.methods.losses import momentum_rows, nce_softmax
 from selfstudy.models.base import Backbone, BackboneOutput
+from selfstudy.train.distributed import all_gather_rows
 
 
 def cmc_stream_backbone(backbone: str) -> str:
@@ -173,6 +178,9 @@ class CMC(Method):
         loss_ab = nce_softmax(z_ab, self.bank_l[index], self.bank_l[neg], t)    # ab predicts L
         if self.training:
             with torch.no_grad():
+                # Under several processes every rank applies every rank's rows (its shard of the
+                # global batch), so the banks stay identical without being broadcast.
+                index, z_l, z_ab = (all_gather_rows(t) for t in (index, z_l, z_ab))
                 m = self.cfg.momentum
                 self.bank_l.index_copy_(0, index, momentum_rows(self.bank_l[index], z_l, m))
                 self.bank_ab.index_copy_(0, index, momentum_rows(self.bank_ab[index], z_ab, m))

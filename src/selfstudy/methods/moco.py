@@ -38,9 +38,9 @@ Shuffle-BN is not implemented. MoCo shuffles the key batch across GPUs so that a
 normalised with different batch statistics, which stops the network from recognising "same batch" from
 BatchNorm statistics instead of image content. On one device a permutation changes no batch statistic,
 so there is nothing to shuffle; the leak is mild at these batch sizes, and the key encoder and queue
-still give MoCo's objective. Under several processes (DistributedDataParallel) the queue is a buffer,
-which DDP broadcasts from rank 0 before every forward: it then holds rank 0's keys only, where MoCo
-gathers every GPU's keys.
+still give MoCo's objective. Under several processes (``torchrun``) every rank pushes the keys of all
+ranks' shards, gathered in rank order, as MoCo does, so the queues stay identical on every rank (the
+loop does not broadcast buffers, which would keep rank 0's keys only).
 
 The queue starts as K random unit vectors drawn from ``queue_seed`` (as MoCo's reference code), so the
 first K / N steps contrast partly against noise.
@@ -60,6 +60,7 @@ from torch import nn
 from selfstudy.data.augment import SimCLRAugment
 from selfstudy.methods.base import Method, MethodConfig, encode_views
 from selfstudy.methods.losses import info_nce
+from selfstudy.train.distributed import all_gather_rows
 
 
 @torch.no_grad()
@@ -205,5 +206,7 @@ class MoCo(Method):
             pos = (qn * k).sum(dim=1)
             key_accuracy = (pos > (qn @ negatives.t()).max(dim=1).values).float().mean()
         if self.training:
-            self.queue.push(k[:n])  # the keys of view 2: one per image
+            # The keys of view 2, one per image, of every rank's shard in rank order (MoCo's
+            # concat_all_gather): every rank pushes the same keys, so the queues stay identical.
+            self.queue.push(all_gather_rows(k[:n]))
         return {"loss": loss, "key_accuracy": key_accuracy, "features": h[:n].detach().float()}

@@ -88,11 +88,30 @@ def gather_objects(obj) -> list:
     return out
 
 
+def all_gather_rows(t: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``t`` (same shape on every rank), concatenated along dim 0 in rank order; ``t``
+    itself in a single process. No gradient flows through it (it is for state updates: memory-bank
+    rows, queued keys, their indices).
+
+    This is how state shared by all ranks stays identical without a broadcast: each rank applies the
+    same gathered update to its own copy (MoCo's ``concat_all_gather``).
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return t
+    t = t.detach().contiguous()
+    out = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, t)
+    return torch.cat(out)
+
+
 def broadcast_buffers(module: torch.nn.Module) -> None:
     """Copy rank 0's buffers (BatchNorm statistics, memory banks) to every rank.
 
-    DDP broadcasts buffers at the start of each forward, so after the last step each rank still holds
-    the statistics of its own last batch; calling this at the end makes every rank's model identical.
+    The loop wraps models with ``broadcast_buffers=False`` (a per-forward broadcast of rank 0's buffers
+    would overwrite the other ranks' memory-bank updates and send a whole bank every step), so each
+    rank keeps its own BatchNorm running statistics while training; calling this at the end makes
+    every rank's model identical. Shared state such as CMC's banks and MoCo's queue is kept identical
+    all along by applying every rank's update everywhere (:func:`all_gather_rows`).
     """
     if not (dist.is_available() and dist.is_initialized()):
         return

@@ -334,7 +334,11 @@ class Trainer:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused)
+        # No per-forward broadcast of rank 0's buffers: it would overwrite the other ranks' updates of
+        # shared state (CMC's banks, MoCo's queue, kept equal by all-gathered updates instead) and
+        # send whole banks every step. BatchNorm statistics are made equal once, at the end.
+        return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused,
+                                       broadcast_buffers=False)
 
     def _build_optimizer(self, param_groups) -> torch.optim.Optimizer:
         cfg = self.cfg
