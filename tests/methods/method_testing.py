@@ -18,13 +18,15 @@ def make_batch(x: torch.Tensor, seed: int = 0) -> dict:
 
 
 def train_steps(method, x: torch.Tensor, steps: int = 15, lr: float = 2e-3) -> list[float]:
-    """Adam on one fixed batch with the same augmentation draw every step; returns the losses."""
+    """Adam on one fixed batch with the same augmentation draw every step, with the method's
+    ``after_step`` hook after each step as the training loop calls it; returns the losses."""
     opt = torch.optim.Adam(method.parameters(), lr=lr)
     losses = []
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         out = method(make_batch(x, seed=0))
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
+        method.after_step(step, steps)
         losses.append(out["loss"].item())
     return losses

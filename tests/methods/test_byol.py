@@ -1,5 +1,7 @@
 """BYOL: heads, the frozen target and its momentum update, the loss's wiring, training, state."""
 
+import math
+
 import pytest
 import torch
 
@@ -59,6 +61,8 @@ def test_loss_wiring_and_ema_after_a_step():
     target_before = [p.clone() for p in m.target_backbone.parameters()]
     online_now = [p.clone() for p in m.backbone.parameters()]
     out = m(make_batch(x, seed=2))
+    assert all(torch.equal(t, t0) for t, t0 in zip(m.target_backbone.parameters(), target_before))
+    m.after_step(1, 4)  # the first step of a cosine schedule: tau = the base momentum, 0.5
     for t, t0, o in zip(m.target_backbone.parameters(), target_before, online_now):
         assert torch.allclose(t, 0.5 * t0 + 0.5 * o, atol=1e-7)
     p, z = captured["p"], captured["z"]
@@ -67,6 +71,19 @@ def test_loss_wiring_and_ema_after_a_step():
     assert torch.allclose(out["loss"], expected, atol=1e-6)
     assert out["cosine"].item() == pytest.approx(1 - expected.item() / 4, abs=1e-6)
     assert out["features"].shape == (8, 64)
+
+
+def test_cosine_momentum_schedule():
+    m = byol(momentum=0.99)
+    taus = [m.target_momentum(step, 5) for step in range(1, 6)]
+    # 1 - 0.01 * (cos(pi k / 5) + 1) / 2 for k = 0..4: from the base toward 1.
+    want = [1 - 0.01 * (math.cos(math.pi * k / 5) + 1) / 2 for k in range(5)]
+    assert taus == pytest.approx(want, abs=1e-12)
+    assert taus[0] == pytest.approx(0.99) and all(a < b for a, b in zip(taus, taus[1:]))
+    const = byol(momentum=0.99, momentum_schedule="constant")
+    assert [const.target_momentum(s, 5) for s in range(1, 6)] == [0.99] * 5
+    with pytest.raises(UserError, match="momentum_schedule must be 'cosine' or 'constant'"):
+        byol(momentum_schedule="linear")
 
 
 def test_eval_mode_does_not_move_the_target():

@@ -115,7 +115,10 @@ def test_loss_wiring_queue_push_and_ema_after_a_step():
     query_now = [p.clone() for p in m.backbone.parameters()]
     queue_before, ptr_before = m.queue.keys.clone(), int(m.queue.ptr)
     out = m(make_batch(x, seed=3))
-    # The key encoder moved once, at the start of the call, toward the current query weights.
+    # The loss itself never moves the key encoder...
+    assert all(torch.equal(k, k0) for k, k0 in zip(m.key_backbone.parameters(), key_before))
+    # ...the hook after an optimizer step does, toward the current query weights.
+    m.after_step(2, 10)
     for k, k0, q in zip(m.key_backbone.parameters(), key_before, query_now):
         assert torch.allclose(k, 0.7 * k0 + 0.3 * q, atol=1e-7)
     # Symmetric InfoNCE: queries of (v1, v2) against keys of (v2, v1), the pre-step queue as negatives.

@@ -257,3 +257,31 @@ def test_bad_setups_raise_user_error(monkeypatch):
     monkeypatch.setenv("SELFSTUDY_THREADS", "two")
     with pytest.raises(UserError, match="SELFSTUDY_THREADS"):
         make()
+
+
+def test_after_step_runs_after_each_optimizer_step_before_the_checkpoint(tmp_path):
+    calls, seen_in_checkpoint = [], {}
+
+    class Watch(Callback):
+        def on_step_end(self, trainer, step, outputs):
+            if step == 4:  # checkpoint_every=4: last.pt was just written
+                state = load_checkpoint(tmp_path / "last.pt")["model"]
+                seen_in_checkpoint["marker"] = state["marker"].item()
+
+    torch.manual_seed(0)
+    cfg = TrainConfig(epochs=1, batch_size=16, lr=1e-2, warmup_epochs=0, checkpoint_every=4)
+    model = Toy()
+    model.register_buffer("marker", torch.zeros(()))
+    weights = []
+
+    def hook(step, total):
+        calls.append((step, total))
+        weights.append(model.fc.weight.detach().clone())
+        model.marker += 1  # state the hook changes, as an EMA target would
+
+    trainer = Trainer(model, cfg, toy_data(), out_dir=tmp_path, callbacks=[Watch()], progress=False,
+                      after_step=hook)
+    trainer.run()
+    assert calls == [(s, 6) for s in range(1, 7)]  # 96 images / 16 per step
+    assert not torch.equal(weights[0], weights[1])  # called after the optimizer moved the weights
+    assert seen_in_checkpoint["marker"] == 4.0      # the step-4 checkpoint holds the hook's effect

@@ -217,6 +217,10 @@ class Method(nn.Module):
         rows named by ``"feature_rows"`` when only some rows have them (Rotation: the upright ones)."""
         raise NotImplementedError
 
+    def after_step(self, step: int, total_steps: int) -> None:
+        """Called by the training loop right after optimizer step ``step`` (1-based) of
+        ``total_steps``; the base does nothing. MoCo and BYOL move their momentum networks here."""
+
     def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         """Same as :meth:`loss`, so that DistributedDataParallel's hooks fire."""
         return self.loss(batch)

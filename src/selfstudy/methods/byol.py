@@ -11,21 +11,19 @@ representation from collapsing.
 
 Choices for this project's short runs on small datasets, all settable:
 
-* ``momentum`` tau = 0.99, constant. The paper starts at 0.996 and raises tau to 1 along a cosine over
-  training; a method here does not know the run's total steps (the training loop owns them), so tau
-  stays at its base value. 0.99 rather than 0.996 because runs are a few thousand steps, not ~300k.
+* ``momentum`` tau: base 0.99, raised to 1 along a cosine over the run's optimizer steps as the paper
+  (``momentum_schedule=constant`` keeps it at the base). 0.99 rather than the paper's 0.996 because
+  runs here are a few thousand steps, not ~300k.
 * Head widths ``hidden_dim`` 256 and ``proj_dim`` 128 (the paper: 4096 and 256 on ResNet50's 2048-d
   features; the backbones here pool to 256-d).
 * Adam with the paper's schedule (lr 1e-3, weight decay 1e-6), like SimCLR here, instead of LARS.
 * Each view gets its own backbone pass (BatchNorm statistics per view); ``joint_bn=true`` encodes
   both in one pass (:func:`~selfstudy.methods.base.encode_views`).
 
-When the update happens: the training loop only calls :meth:`loss` and then steps the optimizer, so the
-target is moved at the *start* of each training-mode :meth:`loss`, toward the online weights of the
-previous optimizer step: the paper's order, except that the update after the very last step is never
-made, which nothing downstream sees (only the online backbone is transferred). Only parameters are
-averaged; the target's BatchNorm statistics are its own running averages. Calls in eval mode do not
-move the target.
+When the update happens: after every optimizer step, through :meth:`after_step`, which the training
+loop calls with the step count before it writes any checkpoint (the paper's order). Only parameters
+are averaged; the target's BatchNorm statistics are its own running averages. :meth:`loss` never
+moves the target.
 """
 
 from __future__ import annotations
@@ -71,9 +69,12 @@ class BYOL(Method):
         hidden_dim: int = 256
         proj_dim: int = 128
         joint_bn: bool = False
+        momentum_schedule: str = "cosine"
 
         def validate(self) -> None:
             super().validate()
+            self._check(self.momentum_schedule in ("cosine", "constant"), "momentum_schedule",
+                        "'cosine' or 'constant'")
             self._check(math.isfinite(self.momentum) and 0 <= self.momentum < 1, "momentum",
                         "a number in [0, 1)")
             self._check(self.hidden_dim >= 1, "hidden_dim", "an integer >= 1")
@@ -91,14 +92,28 @@ class BYOL(Method):
         self.target_projector = frozen_copy(self.projector)
         self.augment = SimCLRAugment()
 
+    def target_momentum(self, step: int, total_steps: int) -> float:
+        """tau after optimizer step ``step`` (1-based) of ``total_steps``: ``momentum`` when
+        ``momentum_schedule`` is ``constant``; for ``cosine`` (the paper's)
+        ``1 - (1 - momentum) (cos(pi k / K) + 1) / 2`` with k = step - 1, K = total_steps, rising from
+        ``momentum`` at the first step toward 1 at the last."""
+        base = self.cfg.momentum
+        if self.cfg.momentum_schedule == "constant" or total_steps <= 0:
+            return base
+        k = min(max(step - 1, 0), total_steps)
+        return 1 - (1 - base) * (math.cos(math.pi * k / total_steps) + 1) / 2
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        """Move the target toward the online network the optimizer step just produced."""
+        tau = self.target_momentum(step, total_steps)
+        momentum_update_(self.target_backbone, self.backbone, tau)
+        momentum_update_(self.target_projector, self.projector, tau)
+
     def loss(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         x, gen = self.unpack(batch)
         n = x.shape[0]
         if n < 2:
             raise ValueError(f"byol needs at least 2 images per batch (BatchNorm in its heads), got {n}")
-        if self.training:
-            momentum_update_(self.target_backbone, self.backbone, self.cfg.momentum)
-            momentum_update_(self.target_projector, self.projector, self.cfg.momentum)
         views = [self.input(self.augment(x, gen)), self.input(self.augment(x, gen))]
         h = encode_views(self.backbone, views, self.cfg.joint_bn).pooled
         p = self.predictor(self.projector(h))

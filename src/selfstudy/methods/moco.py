@@ -26,13 +26,11 @@ Choices for this project's short runs on small datasets, all settable:
 * Each view gets its own backbone pass (BatchNorm statistics per view); ``joint_bn=true`` encodes
   both views in one pass per encoder (:func:`~selfstudy.methods.base.encode_views`).
 
-When the update happens: the training loop only calls :meth:`loss` and then steps the optimizer, so the
-key encoder is moved at the *start* of each training-mode :meth:`loss`, toward the query weights the
-previous optimizer step produced. That is the order of MoCo's reference code (update, then compute the
-keys); it lags the optimizer by one step only in that the very last step's update is never made, which
-nothing downstream sees (only the query backbone is transferred). Only parameters are averaged: the key
-encoder's BatchNorm statistics are its own running averages over the keys' batches. Calls in eval mode
-move neither the key encoder nor the queue.
+When the update happens: after every optimizer step, through :meth:`after_step`, which the training
+loop calls before it writes any checkpoint (MoCo's order: the keys of a step come from the key encoder
+moved after the previous step). Only parameters are averaged: the key encoder's BatchNorm statistics
+are its own running averages over the keys' batches. :meth:`loss` never moves the key encoder, and in
+eval mode it leaves the queue alone too.
 
 Shuffle-BN is not implemented. MoCo shuffles the key batch across GPUs so that a query and its key are
 normalised with different batch statistics, which stops the network from recognising "same batch" from
@@ -182,12 +180,14 @@ class MoCo(Method):
                               self.cfg.queue_seed)
         self.augment = SimCLRAugment()
 
+    def after_step(self, step: int, total_steps: int) -> None:
+        """Move the key encoder toward the query encoder the optimizer step just produced."""
+        momentum_update_(self.key_backbone, self.backbone, self.cfg.momentum)
+        momentum_update_(self.key_projector, self.projector, self.cfg.momentum)
+
     def loss(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         x, gen = self.unpack(batch)
         n = x.shape[0]
-        if self.training:
-            momentum_update_(self.key_backbone, self.backbone, self.cfg.momentum)
-            momentum_update_(self.key_projector, self.projector, self.cfg.momentum)
         v1, v2 = self.input(self.augment(x, gen)), self.input(self.augment(x, gen))
         # Symmetric: view 1 then view 2 as queries, keys in the swapped order.
         q_in, k_in = ([v1, v2], [v2, v1]) if self.cfg.symmetric else ([v1], [v2])

@@ -230,6 +230,9 @@ class Trainer:
         progress: show a tqdm bar (only when stderr is a terminal, and only on rank 0).
         sync_every: read losses back from the device (progress bar, NaN check) every this many steps.
         find_unused_parameters: passed to ``DistributedDataParallel``.
+        after_step: ``(steps_done, total_steps) -> None``, called right after every optimizer step,
+            before any checkpoint (so its effect is saved with the step): where MoCo's key encoder
+            and BYOL's target network take their moving-average update.
     """
 
     def __init__(self, module: nn.Module, cfg: TrainConfig, data: Mapping[str, torch.Tensor],
@@ -244,7 +247,8 @@ class Trainer:
                  progress: bool = True,
                  desc: str = "train",
                  sync_every: int = 10,
-                 find_unused_parameters: bool = False):
+                 find_unused_parameters: bool = False,
+                 after_step: Callable[[int, int], None] | None = None):
         self.cfg = cfg.validate()
         if not data:
             raise UserError("nothing to train on: the data dict is empty")
@@ -281,6 +285,7 @@ class Trainer:
         self.progress = progress
         self.desc = desc
         self.sync_every = max(1, int(sync_every))
+        self.after_step = after_step
 
         threads = resolve_threads(self.cfg.threads)
         if threads is not None:
@@ -470,6 +475,8 @@ class Trainer:
             self.optimizer.step()
         self.step += 1
         self.pos += 1
+        if self.after_step is not None:
+            self.after_step(self.step, self.total_steps)
         self._pending.append((self.step, _scalars(outputs)))
         self._last_outputs = outputs
 

@@ -265,7 +265,8 @@ def pretrain(data: str | os.PathLike, method: str, backbone: str, *, res: int | 
         check_compatible(final_path, load_checkpoint(final_path, "pretrained checkpoint").get("identity", {}),
                          identity)
     trainer = Trainer(module, cfg, train, out_dir=out, param_groups=groups, identity=identity,
-                      progress=progress, desc=f"pretrain {method}", callbacks=callbacks)
+                      progress=progress, desc=f"pretrain {method}", callbacks=callbacks,
+                      after_step=module.method.after_step)
     history = trainer.run()
 
     if dist.is_main:
