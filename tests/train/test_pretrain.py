@@ -183,12 +183,14 @@ def linear_probe_accuracy(encoder, transform, train, test):
 
 @pytest.mark.slow
 def test_simclr_pretraining_beats_random_init_in_a_linear_probe(tmp_path_factory):
-    """The real effect. On 4,000 rendered 32 px images of -CV- (random colour and viewpoint, no
-    texture), 20 passes of SimCLR (~1 minute of a 2-core CPU in bf16) lift a linear probe on frozen
-    features well above the same backbone at random initialisation (measured: 45 % vs 27 %).
+    """The real effect, on TCVL (all four factors varied: textured objects on textured backgrounds).
 
-    (On TCVL, whose textured objects and backgrounds hide the shapes, this much pretraining is not
-    enough: 24 % vs 22 %, and Rotation stays at chance on its own task; see the report.)
+    8,000 rendered 32 px images (6,660 for training), 16 passes of SimCLR at batch 128 and a peak
+    learning rate of 4e-3 (~75 s of a 2-core CPU in bf16): a linear probe on the frozen pooled features
+    reaches 30.7 % test accuracy against 20.1 % for the same backbone at random initialisation
+    (measured; chance is 10 %). What was tried at this scale, all measured the same way: SimCLR at the
+    default lr 1e-3 and batch 256 gained 6 points in 12 passes; Rotation gained 4-5 points in 12-30
+    passes; MoCo 1 point in 12. On -CV- (no texture) SimCLR gains ~18 points in 20 passes.
     """
     from selfstudy.data.colour import InputTransform
     from selfstudy.data.device import load_split
@@ -196,14 +198,16 @@ def test_simclr_pretraining_beats_random_init_in_a_linear_probe(tmp_path_factory
     from selfstudy.data.store import Dataset
 
     root = tmp_path_factory.mktemp("rendered")
-    path = ensure_dataset(DatasetConfig("-CV-", n=4000, res=32), root=root, progress=False)
-    final = pretrain(path, "simclr", "resnet9-tiny", epochs=20, out=root / "simclr", seed=0,
-                     overrides=["batch_size=128"], precision="bf16", channels_last=True, progress=False)
+    path = ensure_dataset(DatasetConfig("TCVL", n=8000, res=32), root=root, progress=False)
+    final = pretrain(path, "simclr", "resnet9-tiny", epochs=16, out=root / "simclr", seed=0,
+                     overrides=["batch_size=128", "lr=4e-3", "warmup_epochs=2"], precision="bf16",
+                     channels_last=True, progress=False)
     log = [json.loads(line) for line in (root / "simclr" / "log.jsonl").read_text().splitlines()]
     assert log[-1]["loss"] < log[0]["loss"]
 
     ds = Dataset(path)
     train, test = load_split(ds, "train"), load_split(ds, "test")
+    assert len(test["label"]) >= 600
     transfer = load_transfer(final)
     transform = InputTransform.from_state(transfer["input"])
     torch.manual_seed(0)
@@ -211,7 +215,8 @@ def test_simclr_pretraining_beats_random_init_in_a_linear_probe(tmp_path_factory
     pretrained_acc = linear_probe_accuracy(build_encoder(transfer), transform, train, test)
     print(f"linear probe test accuracy: random init {random_acc:.3f}, SimCLR {pretrained_acc:.3f}, "
           f"online probe {log[-1]['probe_accuracy']:.3f}")
-    assert pretrained_acc > random_acc + 0.08
+    # Measured +10.6 points; the standard error of the difference on ~670 test images is ~2.3 points.
+    assert pretrained_acc > random_acc + 0.06
 
 
 def test_a_factor_string_makes_the_dataset_once(tmp_path, monkeypatch):
