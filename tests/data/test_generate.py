@@ -201,3 +201,15 @@ def test_data_argument_names_a_folder_or_a_config(tmp_path):
     assert isinstance(cfg, DatasetConfig) and (cfg.factors, cfg.res, cfg.n) == ("0110", 32, 500)
     with pytest.raises(UserError, match="neither a dataset folder nor a factor string"):
         data_argument("TCXL")
+
+
+def test_data_argument_multi_suffix():
+    from selfstudy.data.generate import DatasetConfig, data_argument
+
+    cfg = data_argument("TCVL+multi", n=200)
+    assert isinstance(cfg, DatasetConfig) and cfg.multi and cfg.res == 128 and cfg.factors == "1111"
+    cfg = data_argument("-CV-+multi", res=32)
+    assert cfg.multi and cfg.res == 32 and cfg.factors == "0110"
+    assert data_argument("TCVL").multi is False
+    with pytest.raises(UserError, match=r"only suffix a factor string takes is \+multi"):
+        data_argument("TCVL+many")

@@ -397,3 +397,30 @@ def test_real_pipeline_killed_in_pretraining_resumes_to_the_same_rows(tmp_path):
         got = {r["cell_id"]: (r["test"], r["val"], r["steps"], r["subset_sha"]) for r in db.rows()}
         assert len(db.rows(status=None, kind=None)) == len(spec.cells())
     assert got == want
+
+
+@pytest.mark.slow
+def test_a_multi_object_study_runs_segmentation_end_to_end(tmp_path):
+    pytest.importorskip("selfstudy.data.generate")
+    pytest.importorskip("selfstudy.train.finetune")
+    spec = spec_from_dict({
+        "name": "multi",
+        "datasets": {"factors": ["-CV-"], "n": 480, "res": 32, "models_per_class": 12, "multi": True},
+        "methods": {"scratch": {}, "rotation": {"epochs": 1, "overrides": {"batch_size": 64}}},
+        "backbones": ["resnet9-tiny"], "tasks": ["classification", "segmentation"],
+        "protocols": ["finetune", "knn"], "labels": [50], "seeds": [0],
+        "finetune": {"epochs": 5, "min_steps": 10, "max_steps": 10, "batch_size": 16, "evals": 2,
+                     "patience": 0, "val_size": 40, "test_size": 40},
+        "device": "cpu", "precision": "fp32", "channels_last": False})
+    plan = spec.cells()
+    assert [(c.task, c.protocol) for c in plan.downstream] == [("segmentation", "finetune")] * 2
+    result = run_study(spec, tmp_path / "s", progress=False, data_root=tmp_path / "data",
+                       out=io.StringIO())
+    assert result.ok, result.failed
+    with ResultsDB.open(tmp_path / "s") as db:
+        rows = db.rows()
+    assert sorted(r["method"] for r in rows) == ["rotation", "scratch"]
+    for r in rows:
+        assert r["metric"] == "miou" and 0.0 <= r["test"] <= 1.0 and r["steps"] == 10
+    datasets = list((tmp_path / "data").iterdir())
+    assert len(datasets) == 1 and "multi" in datasets[0].name

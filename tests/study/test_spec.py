@@ -36,6 +36,33 @@ def test_expansion_counts_and_skipped_tasks():
     assert scratch == {"finetune": 12, "linear": 12}
 
 
+def test_multi_object_datasets_run_the_dense_tasks_only():
+    raw = _raw(datasets={"factors": ["TCVL"], "n": 6000, "res": 32, "multi": True},
+               tasks=["classification", "segmentation", "depth"], protocols=["finetune", "linear", "knn"])
+    spec = spec_from_dict(raw)
+    assert spec.datasets.multi and spec.to_dict()["datasets"]["multi"] is True
+    assert spec_from_dict(spec.to_dict()) == spec
+    plan = expand(spec)
+    assert {c.task for c in plan.downstream} == {"segmentation", "depth"}
+    assert {c.protocol for c in plan.downstream} == {"finetune", "linear"}  # no k-NN for dense tasks
+    # 2 tasks x 2 protocols x 2 label counts x 3 methods x 2 seeds
+    assert len(plan.downstream) == 48
+    assert all(c.config["dataset"]["multi"] is True for c in plan.all)
+    assert any("skipped task classification on TCVL: multi-object scenes" in n for n in plan.notes)
+    assert any("skipped knn for task segmentation: k-NN votes for classes" in n for n in plan.notes)
+    # The same grid on single-object data is another dataset: other cell ids.
+    single = expand(spec_from_dict({**raw, "datasets": {**raw["datasets"], "multi": False}}))
+    assert not {c.id for c in single.all} & {c.id for c in plan.all}
+
+
+def test_knn_is_skipped_for_regression_tasks_on_single_objects():
+    plan = expand(spec_from_dict(_raw(tasks=["classification", "pose-regression"],
+                                      protocols=["finetune", "knn"])))
+    assert not [c for c in plan.downstream if c.task == "pose-regression" and c.protocol == "knn"]
+    assert [c for c in plan.downstream if c.task == "pose-regression" and c.protocol == "finetune"]
+    assert [c for c in plan.downstream if c.task == "classification" and c.protocol == "knn"]
+
+
 def test_a_spec_without_scratch_says_it_has_no_utility():
     plan = expand(spec_from_dict(_raw(methods=["rotation"])))
     assert any("no scratch method" in n for n in plan.notes)
@@ -154,6 +181,7 @@ def test_presets_load_and_overrides_apply(tmp_path):
     ({"finetune": {"max_steps": 0}}, "finetune: .*max_steps"),
     ({"linear": {"stepz": 3}}, "linear: .*stepz"),
     ({"knn": {"k": 0}}, "knn: .*k=0"),
+    ({"datasets": {"factors": ["TCVL"], "multi": "yes"}}, "datasets.multi must be true or false, got 'yes'"),
 ])
 def test_bad_specs_are_one_line_user_errors(change, fragment):
     with pytest.raises(UserError, match=fragment) as e:

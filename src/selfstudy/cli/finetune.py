@@ -13,6 +13,8 @@ examples:
       the same, starting from a pretrained encoder (its backbone and input normalisation)
   selfstudy finetune --data data/datasets/TCVL-1a2b3c --task pose --labels 300 --init runs/cmc \\
       --precision bf16 --channels-last max_steps=8000 patience=12 --out results/cmc-pose-300.json
+  selfstudy finetune --data TCVL+multi --res 64 --task segmentation --labels 500 --init runs/simclr
+      semantic segmentation on scenes of four objects (mIoU; depth: AbsRel, lower is better)
 
 budget options go last, as key=value: epochs (passes over the labels, 200), min_steps (500),
 max_steps (10000), batch_size (128), evals (25), eval_every, patience (8), min_fraction (0.5),
@@ -22,14 +24,16 @@ Planned steps = clamp(ceil(epochs * labels / batch_size), min_steps, max_steps);
 after `patience` validation evaluations without improvement (not before min_fraction of the plan). The
 reported test number is at the best validation evaluation; a run whose validation was still rising at
 the end of its budget is flagged (still_improving).
-tasks: classification, pose (5-way, needs V=1 data), pose-regression (angular error, needs V=1).
+tasks: classification, pose (5-way, needs V=1 data), pose-regression (angular error, needs V=1),
+segmentation, depth (per-pixel: on single-object data or on scenes of several objects, +multi).
 """
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
     """Arguments finetune and probe share."""
     p.add_argument("--data", required=True,
-                   help="a dataset folder, or a factor string (TCVL, -CV-, 0110) to render or reuse")
+                   help="a dataset folder, or a factor string (TCVL, -CV-, 0110) to render or reuse; "
+                        "TCVL+multi for scenes of several objects (segmentation, depth)")
     p.add_argument("--task", default="classification",
                    help="classification, pose, pose-regression, or with arguments, e.g. "
                         "'pose-regression(within=15)' (default: %(default)s)")

@@ -30,7 +30,8 @@ def register(subparsers) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--method", required=True, help="rotation, vae, cmc, amdim or simclr")
     p.add_argument("--data", required=True,
-                   help="a dataset folder, or a factor string (TCVL, -CV-, 0110) to render or reuse")
+                   help="a dataset folder, or a factor string (TCVL, -CV-, 0110) to render or reuse; "
+                        "TCVL+multi for scenes of several objects (segmentation, depth)")
     p.add_argument("--backbone", default="resnet9", help="resnet9, resnet9-tiny, resnet18, resnet50 ... "
                                                          "(default: %(default)s)")
     p.add_argument("--res", type=int, default=None,

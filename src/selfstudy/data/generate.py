@@ -356,18 +356,23 @@ def data_argument(data: str | os.PathLike, res: int | None = None,
                   n: int | None = None) -> "Path | DatasetConfig":
     """What a ``--data`` argument names: an existing dataset folder (a ``Path``), or, for a factor
     string such as ``TCVL``, ``-CV-`` or ``0110``, the ``DatasetConfig`` to generate or reuse (with
-    ``res`` pixels and ``n`` images where given)."""
+    ``res`` pixels and ``n`` images where given). A ``+multi`` suffix (``TCVL+multi``) asks for scenes
+    of several objects (per-pixel labels: segmentation, depth)."""
     from selfstudy.factors import Factors
 
     s = str(data)
     if Path(s).is_dir() or os.sep in s or not s.strip():
         return Path(s)
+    base, plus, suffix = s.partition("+")
+    if plus and suffix.strip().lower() != "multi":
+        raise UserError(f"--data {s!r}: the only suffix a factor string takes is +multi (scenes of "
+                        f"several objects), e.g. TCVL+multi")
     try:
-        factors = Factors.parse(s)
+        factors = Factors.parse(base)
     except UserError:
         raise UserError(f"--data {s!r} is neither a dataset folder nor a factor string "
-                        f"(like TCVL, -CV- or 0110)") from None
-    kw: dict = {"factors": factors.bits}
+                        f"(like TCVL, -CV-, 0110 or TCVL+multi)") from None
+    kw: dict = {"factors": factors.bits, "multi": bool(plus)}
     if res is not None:
         kw["res"] = int(res)
     if n is not None:

@@ -12,7 +12,9 @@ Expansion gives two kinds of :class:`Cell`:
 - **downstream cells**, one per dataset x method x backbone x task x protocol x label count x seed.
   ``scratch`` is the from-scratch baseline under ``finetune``; under ``linear`` and ``knn`` it probes
   randomly initialised features, a reference floor for the pretrained features. A task that a dataset
-  cannot pose (pose on a fixed-viewpoint dataset) is skipped with a note.
+  cannot pose (pose on a fixed-viewpoint dataset; image-level tasks on ``multi: true`` datasets of
+  several objects per scene, which only carry per-pixel labels) is skipped with a note, and so is a
+  protocol that does not apply to a task (k-NN for anything but classification and pose).
 
 Every cell has a stable id: a hash of its resolved config (the dataset's full generation config, the
 method and its budget, the task, the protocol and its budget, label count, seed, colour space and
@@ -23,7 +25,7 @@ device and ``channels_last`` are not part of a cell's identity: they change spee
 YAML layout (every key optional except ``datasets.factors``; see ``presets/quick.yaml``)::
 
     name: quick
-    datasets: {factors: [TCVL], n: 18000, res: 32, models_per_class: 220, seed: 0}
+    datasets: {factors: [TCVL], n: 18000, res: 32, models_per_class: 220, seed: 0, multi: false}
     methods:
       scratch: {}
       rotation: {epochs: 12, overrides: {batch_size: 256}}
@@ -62,7 +64,7 @@ KINDS = ("pretrain", "downstream")
 
 TOP_KEYS = ("name", "datasets", "methods", "backbones", "tasks", "protocols", "labels", "seeds",
             "finetune", "linear", "knn", "device", "precision", "channels_last", "space")
-DATASET_KEYS = ("factors", "n", "res", "models_per_class", "seed")
+DATASET_KEYS = ("factors", "n", "res", "models_per_class", "seed", "multi")
 METHOD_KEYS = ("epochs", "overrides")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -79,7 +81,8 @@ class DataSpec:
 
     factors: canonical factor bits in TCVL order (``"1111"``); n: images per dataset (all splits);
     res: image side in pixels; models_per_class: distinct shapes per class (None: the generator's
-    default); seed: the data seed.
+    default); seed: the data seed; multi: scenes of several objects (per-pixel labels only: the dense
+    tasks run, image-level tasks are skipped).
     """
 
     factors: tuple[str, ...]
@@ -87,12 +90,13 @@ class DataSpec:
     res: int = 32
     models_per_class: int | None = None
     seed: int = 0
+    multi: bool = False
 
     def config(self, factors: str):
         """The :class:`selfstudy.data.generate.DatasetConfig` of the dataset with these factors."""
         from selfstudy.data.generate import DatasetConfig
 
-        kw = {"factors": factors, "n": self.n, "res": self.res, "seed": self.seed, "multi": False}
+        kw = {"factors": factors, "n": self.n, "res": self.res, "seed": self.seed, "multi": self.multi}
         if self.models_per_class is not None:
             kw["models_per_class"] = self.models_per_class
         return DatasetConfig(**kw)
@@ -148,7 +152,7 @@ class Spec:
             "name": self.name,
             "datasets": {"factors": list(self.datasets.factors), "n": self.datasets.n,
                          "res": self.datasets.res, "models_per_class": self.datasets.models_per_class,
-                         "seed": self.datasets.seed},
+                         "seed": self.datasets.seed, "multi": self.datasets.multi},
             "methods": {m.name: ({} if m.is_scratch else {"epochs": m.epochs, "overrides": dict(m.overrides)})
                         for m in self.methods},
         }
@@ -373,11 +377,15 @@ def expand(spec: Spec) -> Plan:
         for f in spec.datasets.factors:
             for b in spec.backbones:
                 for t in spec.tasks:
-                    why = _task_unavailable(t, f)
+                    why = _task_unavailable(t, f, spec.datasets.multi)
                     if why:
                         notes.append(f"skipped task {t} on {Factors.parse(f).letters}: {why}")
                         continue
                     for p in spec.protocols:
+                        why = _protocol_unavailable(p, t)
+                        if why:
+                            notes.append(f"skipped {p} for task {t}: {why}")
+                            continue
                         for n in spec.labels:
                             for m in spec.methods:
                                 pre = None if m.is_scratch else pretrain[(f, m.name, b, s)]
@@ -454,7 +462,10 @@ def _data_spec(raw, where: str) -> DataSpec:
     if mpc is not None:
         mpc = _int(mpc, "datasets.models_per_class", where, 1)
     seed = _int(raw.get("seed", DataSpec.seed), "datasets.seed", where, 0)
-    data = DataSpec(factors=tuple(bits), n=n, res=res, models_per_class=mpc, seed=seed)
+    multi = raw.get("multi", False)
+    if not isinstance(multi, bool):
+        raise UserError(f"{where}: datasets.multi must be true or false, got {multi!r}")
+    data = DataSpec(factors=tuple(bits), n=n, res=res, models_per_class=mpc, seed=seed, multi=multi)
     try:
         data.config(bits[0])  # the generator's own checks (resolution, models per class)
     except ImportError:
@@ -641,10 +652,25 @@ def _task_object(t: str):
     return obj() if isinstance(obj, type) else obj
 
 
-def _task_unavailable(t: str, factors: str) -> str:
+def _task_unavailable(t: str, factors: str, multi: bool = False) -> str:
     """Why task ``t`` cannot run on the dataset with these factor bits ("" if it can)."""
-    a = _task_object(t).available(factors)
+    task = _task_object(t)
+    if multi and not getattr(task, "dense", False):
+        return "multi-object scenes have no per-image label (their tasks are per-pixel: segmentation, depth)"
+    a = task.available(factors)
     return "" if a else (getattr(a, "reason", "") or "not available on this dataset")
+
+
+def _protocol_unavailable(protocol: str, t: str) -> str:
+    """Why ``protocol`` does not apply to task ``t`` ("" if it does): k-NN votes for image classes."""
+    if protocol != "knn":
+        return ""
+    try:
+        from selfstudy.tasks.classification import CategoricalTask
+    except ImportError:
+        return ""
+    task = _task_object(t)
+    return "" if isinstance(task, CategoricalTask) else "k-NN votes for classes (classification, pose)"
 
 
 def _resolved_method(name: str, backbone: str, epochs: int | None, overrides: Mapping,
@@ -734,7 +760,7 @@ def _dataset_dict(data: DataSpec, factors: str) -> dict:
         cfg = data.config(factors)
     except ImportError:
         return {"factors": factors, "n": data.n, "res": data.res, "seed": data.seed,
-                "models_per_class": data.models_per_class, "multi": False}
+                "models_per_class": data.models_per_class, "multi": data.multi}
     return _jsonable(cfg.to_dict())
 
 
