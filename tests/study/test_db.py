@@ -145,3 +145,31 @@ def test_labeled_subsets_are_kept_once_per_sha(tmp_path):
         assert db._con.execute("SELECT COUNT(*) FROM subsets").fetchone()[0] == 1
         with pytest.raises(KeyError, match="no labeled subset"):
             db.subset("nope")
+
+
+def test_a_database_of_the_earlier_schema_is_migrated_for_check_cells(tmp_path):
+    # The schema before budget checks: kind limited to pretrain/downstream.
+    path = tmp_path / "results.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE cells (cell_id TEXT PRIMARY KEY, kind TEXT NOT NULL CHECK (kind IN "
+                "('pretrain', 'downstream')), dataset TEXT NOT NULL, method TEXT NOT NULL, backbone TEXT NOT "
+                "NULL, task TEXT, protocol TEXT, n_labels INTEGER, seed INTEGER NOT NULL, pretrain_id TEXT, "
+                "status TEXT NOT NULL DEFAULT 'pending', config TEXT NOT NULL, metric TEXT, higher_is_better "
+                "INTEGER, val REAL, test REAL, val_last REAL, test_last REAL, still_improving INTEGER, steps "
+                "INTEGER, seconds REAL, subset_sha TEXT, result TEXT, error TEXT, attempts INTEGER NOT NULL "
+                "DEFAULT 0, wall_seconds REAL, version TEXT, git_commit TEXT, host TEXT, pid INTEGER, "
+                "created_at TEXT NOT NULL, started_at TEXT, finished_at TEXT)")
+    con.execute("INSERT INTO cells (cell_id, kind, dataset, method, backbone, seed, status, config, test, "
+                "created_at) VALUES ('old', 'downstream', '1111', 'scratch', 'resnet9-tiny', 0, 'done', '{}', "
+                "0.25, 'then')")
+    con.commit()
+    con.close()
+    with ResultsDB(path) as db:
+        check = Cell(id="chk", kind="check", dataset="1111", method="scratch", backbone="resnet9-tiny",
+                     seed=0, task="classification", protocol="finetune", n_labels=100,
+                     config={"check_of": "old"})
+        assert db.add_cells([check]) == 1
+        assert db.get("old")["test"] == 0.25 and db.get("old")["status"] == "done"
+        assert db.get("chk")["kind"] == "check"
+    with ResultsDB(path) as db:  # opening again changes nothing
+        assert db.statuses() == {"old": "done", "chk": "pending"}

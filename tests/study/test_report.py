@@ -166,3 +166,27 @@ def test_analysis_is_deterministic_and_takes_the_paper_rule():
     assert paper.value == pytest.approx(n_s / 100 - 1)
     with pytest.raises(UserError, match="utility method"):
         analyse(rows, utility_method="spline")
+
+
+def test_budget_checks_follow_the_metric_direction():
+    from selfstudy.study.report import apply_budget_checks
+
+    def row(cid, method, val, hib=True):
+        return {"cell_id": cid, "dataset": "1111", "backbone": "resnet9-tiny", "task": "depth", "method": method,
+                "protocol": "finetune", "n_labels": 100, "seed": 0, "metric": "absrel",
+                "higher_is_better": hib, "val": val, "test": val, "steps": 10, "still_improving": False}
+
+    rows = [row("a", "scratch", 0.30, hib=False), row("b", "rotation", 0.20, hib=False), row("c", "simclr", 0.5)]
+    checks = [{**row("a2", "scratch", 0.25, hib=False), "config": {"check_of": "a", "budget_factor": 2.0}},
+              {**row("b2", "rotation", 0.205, hib=False), "config": {"check_of": "b", "budget_factor": 2.0}},
+              {**row("c2", "simclr", 0.9), "config": {"check_of": "missing", "budget_factor": 2.0}}]
+    marked, table = apply_budget_checks(rows, checks, tolerance=0.01)
+    by = {r["cell_id"]: r for r in marked}
+    # An error that drops by 0.05 with twice the budget is a gain: under budget. A rise is no gain.
+    assert by["a"]["under_budget"] is True and by["b"]["under_budget"] is False
+    assert [(t["method"], round(t["gain"], 4), t["under_budget"]) for t in table] == \
+        [("rotation", -0.005, False), ("scratch", 0.05, True)]
+    assert "under_budget" not in rows[0]  # the caller's rows are left as they were
+    text = summary_table_text(marked, checks=table)
+    assert "budget check (x2 budget): 1 of 2 re-run cell(s) gained more than 0.01 in validation absrel" in text
+    assert "scratch n=100 s0: val 0.3 -> 0.25" in text

@@ -356,6 +356,12 @@ def test_smoke_preset_runs_the_real_pipeline(tmp_path):
         assert r["metric"] and 0.0 <= r["test"] <= 1.0 and r["steps"] > 0
     assert (tmp_path / "s" / "report.html").is_file()
     assert "report:" in out.getvalue()
+    # The budget check re-ran scratch at 20 labels with twice the steps, and the report says so.
+    with ResultsDB.open(tmp_path / "s") as db:
+        (check,) = db.rows(kind="check")
+    orig = next(r for r in rows if r["cell_id"] == check["config"]["check_of"])
+    assert (orig["method"], orig["n_labels"]) == ("scratch", 20) and check["steps"] == 2 * orig["steps"]
+    assert "budget check (x2 budget):" in out.getvalue()
     # Rerun: nothing runs, same rows.
     before = _final(tmp_path / "s")
     again = run_study(spec, tmp_path / "s", progress=False, data_root=tmp_path / "data", report=False)
@@ -424,3 +430,44 @@ def test_a_multi_object_study_runs_segmentation_end_to_end(tmp_path):
         assert r["metric"] == "miou" and 0.0 <= r["test"] <= 1.0 and r["steps"] == 10
     datasets = list((tmp_path / "data").iterdir())
     assert len(datasets) == 1 and "multi" in datasets[0].name
+
+
+def test_budget_checks_run_last_and_flag_cells_that_gain(tmp_path):
+    # Check cells re-run the scratch finetune cells at n=100 (2 tasks x 2 seeds) with twice the budget.
+    # The fake pipeline makes the re-runs of seed 0 better by 0.05 (under budget) and of seed 1 equal
+    # (converged).
+    spec = spec_from_dict({**SPEC, "budget_check": {"labels": [100], "methods": ["scratch"]}})
+    plan = spec.cells()
+    assert len(plan.checks) == 4 and {(c.task, c.seed) for c in plan.checks} == \
+        {(t, s) for t in ("classification", "pose") for s in (0, 1)}
+
+    class Checks(Recorder):
+        def __call__(self, cell):
+            out = super().__call__(cell)
+            if cell.kind == "check":
+                orig = next(c for c in plan.downstream if c.id == cell.check_of)
+                base = fake_result(orig)
+                bump = 0.05 if cell.seed == 0 else 0.0
+                out = {**base, "val": base["val"] + bump, "test": base["test"] + bump, "steps": 100}
+            return out
+
+    rec = Checks()
+    out = io.StringIO()
+    result = run_study(spec, tmp_path / "s", cell_fn=rec, progress=False, out=out)
+    assert result.ok and result.total == len(plan) == len(plan.pretrain) + len(plan.downstream) + 4
+    kinds = [c.kind for c in rec.calls]
+    assert kinds[-4:] == ["check"] * 4 and "check" not in kinds[:-4]  # checks run last
+    text = out.getvalue()
+    assert "budget check (x2 budget): 2 of 4 re-run cell(s) gained more than 0.01" in text
+    assert "scratch n=100 s0: val" in text
+    with ResultsDB.open(tmp_path / "s") as db:
+        assert len(db.rows(kind="check")) == 4 and len(db.rows()) == len(plan.downstream)
+    page = (tmp_path / "s" / "report.html").read_text()
+    assert "<h2 id='budget'>Budget check</h2>" in page and "<b>2 of 4</b> gained more" in page
+    assert "under budget" in page and "converged" in page
+    # The utilities at n=100 lean on the under-budget scratch cell: flagged.
+    summary = (tmp_path / "s" / "summary.txt").read_text()
+    assert "gained at a larger budget" in summary
+    # A rerun runs nothing, checks included.
+    again = run_study(spec, tmp_path / "s", cell_fn=rec, progress=False, out=io.StringIO())
+    assert again.ran == 0

@@ -206,3 +206,51 @@ def test_bad_yaml_file(tmp_path):
     f.write_text("- just\n- a list\n")
     with pytest.raises(UserError, match="a study spec is a YAML mapping"):
         load_spec(f)
+
+
+def test_budget_check_cells():
+    raw = _raw(budget_check={"factor": 3, "labels": [100], "methods": ["scratch", "rotation"]})
+    spec = spec_from_dict(raw)
+    assert spec.budget_check == {"factor": 3.0, "labels": [100], "methods": ["scratch", "rotation"],
+                                 "tolerance": 0.01}
+    assert spec_from_dict(spec.to_dict()) == spec
+    plan = expand(spec)
+    base = {c.id: c for c in plan.downstream}
+    # finetune cells at n=100 of scratch and rotation: 2 datasets-tasks... count them from the grid
+    want = [c for c in plan.downstream if c.protocol == "finetune" and c.n_labels == 100
+            and c.method in ("scratch", "rotation")]
+    assert len(plan.checks) == len(want) > 0 and len(plan) == len(plan.all)
+    for chk in plan.checks:
+        orig = base[chk.check_of]
+        assert (chk.kind, chk.method, chk.task, chk.n_labels, chk.seed, chk.pretrain_id) == \
+            ("check", orig.method, orig.task, orig.n_labels, orig.seed, orig.pretrain_id)
+        b0, b1 = orig.config["budget"], chk.config["budget"]
+        assert b1["epochs"] == 3 * b0["epochs"] and b1["max_steps"] == 3 * b0["max_steps"]
+        assert b1["min_steps"] == 3 * b0["min_steps"] and b1["patience"] == b0["patience"]
+        assert chk.id != orig.id and chk.label.endswith("(budget check x3)")
+    assert len({c.id for c in plan.all}) == len(plan)
+    # Off by default; the downstream ids do not depend on whether checks are asked for.
+    plain = expand(spec_from_dict(_raw()))
+    assert plain.checks == [] and [c.id for c in plain.downstream] == [c.id for c in plan.downstream]
+
+
+def test_scaled_budget_rounds_steps_up():
+    from selfstudy.study.spec import scaled_budget
+
+    b = scaled_budget({"epochs": 20.0, "min_steps": 150, "max_steps": 251, "batch_size": 64, "lr": 1e-3}, 1.5)
+    assert b == {"epochs": 30.0, "min_steps": 225, "max_steps": 377, "batch_size": 64, "lr": 1e-3}
+
+
+@pytest.mark.parametrize("check, fragment", [
+    ({"factor": 1}, r"budget_check.factor must be a number in \(1, 100\]"),
+    ({"factor": "2x"}, "budget_check.factor must be a number"),
+    ({"tolerance": -1}, "budget_check.tolerance must be a number >= 0"),
+    ({"labels": [300]}, r"budget_check.labels \[300\] are not among the study's labels \[100, 1000\]"),
+    ({"methods": ["moco"]}, "unknown budget_check.method 'moco'"),
+    ({"factr": 2}, "unknown key budget_check.'factr'"),
+])
+def test_bad_budget_checks(check, fragment):
+    with pytest.raises(UserError, match=fragment):
+        spec_from_dict(_raw(budget_check=check))
+    with pytest.raises(UserError, match="budget_check re-runs finetune cells, but protocols has no finetune"):
+        spec_from_dict(_raw(protocols=["linear"], budget_check={"factor": 2}))

@@ -35,7 +35,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from selfstudy.data.store import atomic_write_text
     from selfstudy.study.db import ResultsDB
-    from selfstudy.study.report import build_report, summary_table_text
+    from selfstudy.study.report import apply_budget_checks, build_report, summary_table_text
 
     src = Path(args.source)
     if not src.exists():
@@ -47,14 +47,19 @@ def run(args) -> int:
         spec = db.get_meta("spec")
         plan = None if args.all else db.get_meta("plan")
         rows = db.rows(status="done", kind="downstream", cell_ids=plan)
+        checks = db.rows(status="done", kind="check", cell_ids=plan)
         db_path = db.path
     if not rows:
         raise UserError(f"{db_path} has no finished downstream cells yet: nothing to report "
                         f"(see `selfstudy study status {folder}`)")
     out = args.out or folder / "report.html"
     meta = {"study": (spec or {}).get("name", "?"), "database": str(db_path), "cells": len(rows)}
-    built = build_report(rows, out, spec, meta, utility_method=args.utility, bootstrap=args.bootstrap)
-    summary = summary_table_text(rows, utility_method=args.utility, bootstrap=args.bootstrap)
+    tolerance = ((spec or {}).get("budget_check") or {}).get("tolerance", 0.01)
+    rows, check_table = apply_budget_checks(rows, checks, tolerance)
+    built = build_report(rows, out, spec, meta, utility_method=args.utility, bootstrap=args.bootstrap,
+                         checks=check_table)
+    summary = summary_table_text(rows, utility_method=args.utility, bootstrap=args.bootstrap,
+                                 checks=check_table)
     atomic_write_text(Path(built["html"]).parent / "summary.txt", summary + "\n")
     print(summary)
     print(f"report: {built['html']}")

@@ -136,7 +136,7 @@ def run_status(args) -> int:
     total = sum(sum(v.values()) for v in counts.values())
     done = sum(v.get("done", 0) for v in counts.values())
     print(f"{done}/{total} cells done")
-    for kind in ("pretrain", "downstream"):
+    for kind in ("pretrain", "downstream", "check"):
         if kind in counts:
             c = counts[kind]
             print(f"  {kind:10}  " + "  ".join(f"{k} {c[k]}" for k in ("done", "running", "pending", "failed")))

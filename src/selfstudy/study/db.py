@@ -40,7 +40,7 @@ RESULT_COLUMNS = ("metric", "higher_is_better", "val", "test", "val_last", "test
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cells (
     cell_id          TEXT PRIMARY KEY,
-    kind             TEXT NOT NULL CHECK (kind IN ('pretrain', 'downstream')),
+    kind             TEXT NOT NULL CHECK (kind IN ('pretrain', 'downstream', 'check')),
     dataset          TEXT NOT NULL,
     method           TEXT NOT NULL,
     backbone         TEXT NOT NULL,
@@ -129,10 +129,27 @@ class ResultsDB:
                     for stmt in _SCHEMA.split(";"):
                         if stmt.strip():
                             self._con.execute(stmt)
+                    self._migrate()
             else:
                 self._con.execute("SELECT 1 FROM cells LIMIT 1")
         except sqlite3.DatabaseError as e:
             raise UserError(f"{self.path} is not a selfstudy results database ({e})") from None
+
+    def _migrate(self) -> None:
+        """Bring a database written by an earlier version up to the current schema (inside the
+        caller's transaction): the ``kind`` check gained ``'check'`` (budget-check cells)."""
+        row = self._con.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='cells'").fetchone()
+        if row is None or "'check'" in row["sql"]:
+            return
+        cols = [r["name"] for r in self._con.execute("PRAGMA table_info(cells)").fetchall()]
+        self._con.execute("ALTER TABLE cells RENAME TO cells_old")
+        self._con.execute("DROP INDEX IF EXISTS cells_status")
+        for stmt in _SCHEMA.split(";"):
+            if "CREATE TABLE IF NOT EXISTS cells" in stmt or "cells_status" in stmt:
+                self._con.execute(stmt)
+        names = ", ".join(cols)
+        self._con.execute(f"INSERT INTO cells ({names}) SELECT {names} FROM cells_old")
+        self._con.execute("DROP TABLE cells_old")
 
     @classmethod
     def open(cls, where: str | os.PathLike, create: bool = False) -> "ResultsDB":

@@ -129,7 +129,7 @@ def analyse(rows: Iterable[dict], utility_method: str = "isotonic", bootstrap: i
         arm = g.arms.setdefault(arm_key, Arm(*arm_key))
         n = int(row["n_labels"])
         arm.values[n].append(float(row["test"]))
-        if row.get("still_improving"):
+        if row.get("still_improving") or row.get("under_budget"):
             arm.improving[n].append(row)
             improving.append(row)
 
@@ -157,6 +157,65 @@ def analyse(rows: Iterable[dict], utility_method: str = "isotonic", bootstrap: i
     return Analysis(ordered, skipped, improving, methods, utility_method, bootstrap, ci)
 
 
+def apply_budget_checks(rows: Iterable[dict], checks: Iterable[dict],
+                        tolerance: float = 0.01) -> tuple[list[dict], list[dict]]:
+    """Pair every finished budget-check row (a finetune cell re-run at ``factor`` times its budget;
+    ``config["check_of"]`` names the cell) with the row it re-ran, and mark that row ``under_budget``
+    when the larger budget raised its validation metric by more than ``tolerance`` (in the metric's
+    units and direction: a drop of an error counts as a gain). Such a row is flagged like a still
+    improving one (:func:`analyse`): its number is not a converged one.
+
+    Returns ``(rows, table)``: copies of ``rows`` (``under_budget`` set on every row that was checked),
+    and one dict per check: dataset, backbone, task, method, protocol, n_labels, seed, metric,
+    higher_is_better, factor, val, val_check, test, test_check, gain (validation, positive = better
+    with more budget), steps, steps_check, under_budget. Checks whose cell is not among ``rows`` are
+    left out."""
+    rows = [dict(r) for r in rows]
+    by_id = {r.get("cell_id"): r for r in rows}
+    table = []
+    for c in checks:
+        cfg = c.get("config") or {}
+        orig = by_id.get(cfg.get("check_of"))
+        if orig is None or not (_finite(orig.get("val")) and _finite(c.get("val"))):
+            continue
+        sign = 1.0 if bool(orig.get("higher_is_better", True)) else -1.0
+        gain = sign * (float(c["val"]) - float(orig["val"]))
+        under = gain > float(tolerance)
+        orig["under_budget"] = bool(orig.get("under_budget")) or under
+        table.append({k: orig.get(k) for k in ("dataset", "backbone", "task", "method", "protocol",
+                                               "n_labels", "seed", "metric", "higher_is_better")}
+                     | {"factor": cfg.get("budget_factor"), "val": orig.get("val"), "val_check": c.get("val"),
+                        "test": orig.get("test"), "test_check": c.get("test"), "gain": gain,
+                        "steps": orig.get("steps"), "steps_check": c.get("steps"), "under_budget": under,
+                        "tolerance": float(tolerance)})
+    for r in rows:
+        if any(t["dataset"] == r.get("dataset") and t["method"] == r.get("method") for t in table):
+            r.setdefault("under_budget", False)
+    table.sort(key=lambda t: (str(t["dataset"]), str(t["backbone"]), str(t["task"]), str(t["method"]),
+                              t["n_labels"] or 0, t["seed"] or 0))
+    return rows, table
+
+
+def budget_check_text(table: list[dict]) -> list[str]:
+    """Plain-text lines on the budget checks (none when there were none)."""
+    if not table:
+        return []
+    bad = [t for t in table if t["under_budget"]]
+    tol = table[0]["tolerance"]
+    factors = sorted({t["factor"] for t in table if t["factor"]})
+    fx = "/".join(f"x{f:g}" for f in factors) or "larger"
+    lines = [f"budget check ({fx} budget): {len(bad)} of {len(table)} re-run cell(s) gained more than {tol:g} "
+             f"in validation {table[0]['metric']}" + (f" (flagged {_FLAG}):" if bad else ": every checked cell "
+                                                       "had converged")]
+    for t in bad[:12]:
+        lines.append(f"  {_dataset_name(t['dataset'])} {t['backbone']} {t['task']} {t['method']} "
+                     f"n={t['n_labels']} s{t['seed']}: val {t['val']:.4g} -> {t['val_check']:.4g}, "
+                     f"test {t['test']:.4g} -> {t['test_check']:.4g}")
+    if len(bad) > 12:
+        lines.append(f"  ... and {len(bad) - 12} more (see the report)")
+    return lines
+
+
 def summary_rows(analysis: Analysis) -> list[dict]:
     """One flat dict per (dataset, backbone, task, method, n) utility point."""
     out = []
@@ -173,8 +232,9 @@ def summary_rows(analysis: Analysis) -> list[dict]:
 
 
 def summary_table_text(rows: list[dict], *, utility_method: str = "isotonic", bootstrap: int = 1000,
-                       seed: int = 0) -> str:
-    """A plain-text table of utility per dataset/backbone/task/method at each label count."""
+                       seed: int = 0, checks: list[dict] | None = None) -> str:
+    """A plain-text table of utility per dataset/backbone/task/method at each label count (``checks``:
+    the table of :func:`apply_budget_checks`, summarised below it)."""
     analysis = analyse(rows, utility_method, bootstrap, seed)
     summary = summary_rows(analysis)
     lines = []
@@ -190,7 +250,7 @@ def summary_table_text(rows: list[dict], *, utility_method: str = "isotonic", bo
                              [f"{arm.mean(n):.3f}" if n in arm.values else "" for n in ns])
         if len(table) == 1:
             return "no finished cells to summarise"
-        return "\n".join(lines + _align(table))
+        return "\n".join(lines + _align(table) + budget_check_text(checks or []))
     ns = sorted({r["n"] for r in summary})
     header = ["dataset", "backbone", "task", "method"] + [f"n={n}" for n in ns]
     table = [header]
@@ -203,8 +263,12 @@ def summary_table_text(rows: list[dict], *, utility_method: str = "isotonic", bo
                  f"[{analysis.ci:.0%} bootstrap interval over seeds]; ≥ / ≤ = bound outside the scratch range)")
     lines += _align(table)
     if analysis.improving:
-        lines.append(f"{_FLAG} uses a cell whose validation was still improving when its budget ran out "
+        why = "whose validation was still improving when its budget ran out"
+        if any(r.get("under_budget") for r in analysis.improving):
+            why += " or that gained at a larger budget"
+        lines.append(f"{_FLAG} uses a cell {why} "
                      f"({len(analysis.improving)} such cell{'s' if len(analysis.improving) != 1 else ''})")
+    lines += budget_check_text(checks or [])
     return "\n".join(lines)
 
 
@@ -213,11 +277,12 @@ def summary_table_text(rows: list[dict], *, utility_method: str = "isotonic", bo
 
 def build_report(rows: list[dict], out_html: Path, spec: dict | None = None, meta: dict | None = None, *,
                  utility_method: str = "isotonic", bootstrap: int = 1000, seed: int = 0,
-                 ci: float = 0.95) -> dict:
+                 ci: float = 0.95, checks: list[dict] | None = None) -> dict:
     """Write the HTML report, its PNG figures and ``cells.csv`` into ``out_html``'s folder.
 
     rows: the study's cells (keys in :data:`ROW_KEYS`); spec: the study spec, shown as run;
-    meta: anything else worth recording (database path, device, ...), shown as a table.
+    meta: anything else worth recording (database path, device, ...), shown as a table;
+    checks: the budget-check table of :func:`apply_budget_checks` (rows already marked by it).
     ``utility_method``, ``bootstrap``, ``seed`` and ``ci`` go to :func:`utility_curve`.
     Returns ``{"html": Path, "csv": Path, "figures": [Path], "summary": [dict], "correlations": [dict],
     "factors": [dict]}``.
@@ -259,7 +324,7 @@ def build_report(rows: list[dict], out_html: Path, spec: dict | None = None, met
     atomic_write_text(csv_path, cells_csv(rows))
 
     summary = summary_rows(analysis)
-    page = _html_page(analysis, rows, figures, factors, scatter, correlations, spec, meta)
+    page = _html_page(analysis, rows, figures, factors, scatter, correlations, spec, meta, checks or [])
     atomic_write_text(out_html, page)
     return {"html": out_html, "csv": csv_path, "figures": fig_paths, "summary": summary,
             "correlations": correlations, "factors": factors}
@@ -546,7 +611,7 @@ h3{margin-bottom:.3em}.sub{color:#666;margin-top:0}
 table{border-collapse:collapse;margin:.6em 0 1em;font-size:13px}
 th,td{border:1px solid #ddd;padding:3px 7px;text-align:right;white-space:nowrap}
 th{background:#f3f3f3}td.l,th.l{text-align:left}
-td.pos{background:#eef7ee}td.neg{background:#fbeeee}td.bound{font-style:italic}
+td.pos{background:#eef7ee}td.neg{background:#fbeeee}td.bound{font-style:italic}tr.bad td{background:#fbeeee}
 .note{background:#fff8e6;border-left:4px solid #f0b400;padding:.5em .9em;margin:1em 0}
 .ok{background:#eef7ee;border-left:4px solid #4a4;padding:.5em .9em;margin:1em 0}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:13px}
@@ -555,7 +620,8 @@ sup{color:#b35c00;font-weight:bold}
 """
 
 
-def _html_page(analysis: Analysis, rows, figures, factors, scatter, correlations, spec, meta) -> str:
+def _html_page(analysis: Analysis, rows, figures, factors, scatter, correlations, spec, meta,
+               checks=()) -> str:
     e = html.escape
     name = (spec or {}).get("name") if isinstance(spec, dict) else None
     title = f"selfstudy report{': ' + str(name) if name else ''}"
@@ -593,6 +659,7 @@ def _html_page(analysis: Analysis, rows, figures, factors, scatter, correlations
         out.append(f"<p class='note'>{len(analysis.skipped)} row(s) were left out of the analysis "
                    "(listed under <a href='#run'>What was run</a>).</p>")
     out.append(_summary_tables(analysis))
+    out.append(_budget_section(list(checks)))
 
     # ---- figures
     out.append("<h2>Accuracy vs labels</h2><p>Primary metric on the test split at the best validation "
@@ -658,7 +725,8 @@ def _summary_tables(analysis: Analysis) -> str:
         parts.append("</table>")
     foot = ("<p><sup>†</sup> computed from at least one cell (pretrained at that n, or the scratch cells "
             "its scratch-equivalent was read from) whose validation was still improving when its budget "
-            "ran out; see the list under <a href='#run'>What was run</a>.</p>") if any_flag else ""
+            "ran out, or that gained when re-run at a larger budget (<a href='#budget'>budget check</a>); "
+            "see the list under <a href='#run'>What was run</a>.</p>") if any_flag else ""
     return ("<p>Green: the whole interval is above 0; red: below 0; italic: a bound. "
             "[a, ≥b]: resamples beyond the scratch range could push that end further. "
             "Hover a cell for its metric and scratch-equivalent label count.</p>"
@@ -757,20 +825,50 @@ def _run_section(analysis: Analysis, rows: list[dict], spec, meta) -> str:
     return "\n".join(out)
 
 
+def _budget_section(checks: list[dict]) -> str:
+    """The budget-check table: each re-run cell, its numbers at both budgets and the verdict."""
+    if not checks:
+        return ""
+    e = html.escape
+    bad = sum(t["under_budget"] for t in checks)
+    tol = checks[0]["tolerance"]
+    head = ("<h2 id='budget'>Budget check</h2><p>These finetune cells were run again with their training "
+            f"budget (epochs, minimum and maximum steps) multiplied by the factor shown. A cell whose "
+            f"validation metric gained more than {tol:g} with the larger budget had not converged: it is "
+            f"flagged <sup>{_FLAG}</sup> wherever it is used. <b>{bad} of {len(checks)}</b> gained more.</p>")
+    cols = ["dataset", "backbone", "task", "method", "n", "seed", "factor", "val", "val ×", "test", "test ×",
+            "gain", "steps", "steps ×", "verdict"]
+    out = [head, "<table><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"]
+    for t in checks:
+        verdict = f"under budget {_FLAG}" if t["under_budget"] else "converged"
+        vals = [_dataset_name(t["dataset"]), t["backbone"], t["task"], t["method"], t["n_labels"], t["seed"],
+                f"x{t['factor']:g}" if t["factor"] else "", _cell_text(t["val"]), _cell_text(t["val_check"]),
+                _cell_text(t["test"]), _cell_text(t["test_check"]), f"{t['gain']:+.4f}", t["steps"],
+                t["steps_check"], verdict]
+        cls = " class='bad'" if t["under_budget"] else ""
+        out.append(f"<tr{cls}>" + "".join(f"<td>{e(str(v))}</td>" for v in vals) + "</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
 def _improving_banner(analysis: Analysis) -> str:
     k = len(analysis.improving)
     if not k:
         return "<p class='ok'>Every cell had converged (validation no longer improving) when its budget ran out.</p>"
+    under = sum(bool(r.get("under_budget")) for r in analysis.improving)
+    extra = (f" ({under} of them because a larger budget still improved them, see the "
+             f"<a href='#budget'>budget check</a>)") if under else ""
     return (f"<p class='note'><b>Honesty note:</b> {k} cell{'s were' if k != 1 else ' was'} still improving when "
-            f"{'their' if k != 1 else 'its'} budget ran out (hollow markers in the figures, <sup>{_FLAG}</sup> in "
-            "the tables, listed under <a href='#run'>What was run</a>). Such a result may be worse than the arm "
-            "can reach, and a utility that leans on an under-trained scratch cell is too high.</p>")
+            f"{'their' if k != 1 else 'its'} budget ran out{extra} (hollow markers in the figures, "
+            f"<sup>{_FLAG}</sup> in the tables, listed under <a href='#run'>What was run</a>). Such a result may "
+            "be worse than the arm can reach, and a utility that leans on an under-trained scratch cell is too "
+            "high.</p>")
 
 
 def _cells_table(rows: list[dict]) -> str:
     e = html.escape
     cols = ("cell_id", "dataset", "backbone", "task", "method", "protocol", "n_labels", "seed", "metric",
-            "test", "val", "test_last", "still_improving", "steps", "seconds")
+            "test", "val", "test_last", "still_improving", "under_budget", "steps", "seconds")
     out = ["<table><tr>" + "".join(f"<th class='l'>{c}</th>" for c in cols) + "</tr>"]
     for r in rows:
         out.append("<tr>" + "".join(f"<td class='l'>{e(_cell_text(r.get(c)))}</td>" for c in cols) + "</tr>")

@@ -108,13 +108,15 @@ def run_study(spec: Spec, study_dir: str | os.PathLike, executor: Executor | Non
         stale = db.reset_stale()
         status = db.statuses()
         todo_pre = [c for c in plan.pretrain if status.get(c.id) != "done"]
-        todo_down = [c for c in plan.downstream if status.get(c.id) != "done"]
+        # Budget checks run last, after every cell they re-run: a partial study is still comparable.
+        todo_down = [c for c in plan.downstream + plan.checks if status.get(c.id) != "done"]
         already = len(plan) - len(todo_pre) - len(todo_down)
 
         show = _Progress(len(plan), already, _timings(db, plan), enabled=progress)
         show.plan(todo_pre + todo_down)
+        checks = f", {len(plan.checks)} budget checks" if plan.checks else ""
         show.say(f"study {spec.name}: {len(plan)} cells ({len(plan.pretrain)} pretraining, "
-                 f"{len(plan.downstream)} downstream); {already} already done"
+                 f"{len(plan.downstream)} downstream{checks}); {already} already done"
                  + (f"; {stale} left running by a stopped run will run again" if stale else ""))
         for note in plan.notes:
             show.say(f"note: {note}")
@@ -156,11 +158,13 @@ def run_study(spec: Spec, study_dir: str | os.PathLike, executor: Executor | Non
                              ran=ran, failed=failed, notes=list(plan.notes))
         if report:
             rows = db.rows(status="done", kind="downstream", cell_ids=[c.id for c in plan.downstream])
+            check_rows = db.rows(status="done", kind="check", cell_ids=[c.id for c in plan.checks])
             meta = {"study": spec.name, "folder": str(study_dir.resolve()), "database": str(result.db_path),
                     "cells": f"{done} of {len(plan)} done" + (f", {len(failed)} failed" if failed else ""),
                     "device": spec.device, "precision": spec.precision, "executor": executor.name,
                     "git commit": git_commit() or "unknown"}
-            result.report, result.summary = write_report(rows, study_dir, spec.to_dict(), meta)
+            result.report, result.summary = write_report(rows, study_dir, spec.to_dict(), meta,
+                                                         checks=check_rows)
             print(result.summary, file=out)
             if result.report is not None:
                 print(f"report: {result.report}", file=out)
@@ -173,17 +177,21 @@ def run_study(spec: Spec, study_dir: str | os.PathLike, executor: Executor | Non
 
 
 def write_report(rows: list[dict], folder: Path, spec: dict | None, meta: dict | None,
-                 out_html: Path | None = None) -> tuple[Path | None, str]:
-    """Write ``report.html`` (+ figures, ``cells.csv``) and ``summary.txt`` for finished downstream rows.
-    Returns (report path or None when there are no rows, summary text)."""
-    from selfstudy.study.report import build_report, summary_table_text
+                 out_html: Path | None = None, checks: list[dict] | None = None) -> tuple[Path | None, str]:
+    """Write ``report.html`` (+ figures, ``cells.csv``) and ``summary.txt`` for finished downstream rows
+    (and the budget-check rows that re-ran some of them, see
+    :func:`selfstudy.study.report.apply_budget_checks`). Returns (report path or None when there are
+    no rows, summary text)."""
+    from selfstudy.study.report import apply_budget_checks, build_report, summary_table_text
 
     folder = Path(folder)
     if not rows:
         return None, "no finished downstream cells yet: nothing to report"
-    summary = summary_table_text(rows)
+    tolerance = ((spec or {}).get("budget_check") or {}).get("tolerance", 0.01)
+    rows, check_table = apply_budget_checks(rows, checks or [], tolerance)
+    summary = summary_table_text(rows, checks=check_table)
     out_html = Path(out_html) if out_html is not None else folder / REPORT_NAME
-    built = build_report(rows, out_html, spec, meta)
+    built = build_report(rows, out_html, spec, meta, checks=check_table)
     atomic_write_text(out_html.parent / SUMMARY_NAME, summary + "\n")
     return Path(built["html"]), summary
 
@@ -247,7 +255,7 @@ def _timings(db: ResultsDB, plan: Plan) -> dict[str, list[float]]:
     """Measured wall seconds of finished cells, by timing key (for the ETA)."""
     keys = {c.id: c.timing_key for c in plan.all}
     out: dict[str, list[float]] = {}
-    for kind in ("pretrain", "downstream"):
+    for kind in ("pretrain", "downstream", "check"):
         for r in db.rows(status="done", kind=kind, cell_ids=keys):
             if r.get("wall_seconds") is not None and r.get("attempts", 1) <= 1:
                 out.setdefault(keys[r["cell_id"]], []).append(float(r["wall_seconds"]))
@@ -453,6 +461,8 @@ class PipelineCells:
                       device=resolve_device(spec.device), precision=spec.precision,
                       channels_last=spec.channels_last, space=spec.space, progress=False)
         options = spec.protocol_options(cell.protocol)
+        if cell.kind == "check":  # a finetune cell re-run with its budget scaled up
+            options = dict(cell.config["budget"])
         if cell.protocol == "finetune":
             from selfstudy.train import finetune
 

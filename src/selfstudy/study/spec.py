@@ -37,6 +37,14 @@ YAML layout (every key optional except ``datasets.factors``; see ``presets/quick
     finetune: {...finetune Budget fields...}
     linear: {...}   knn: {...}
     device: auto    precision: bf16    channels_last: true    space: rgb
+    budget_check: {factor: 2, labels: [100, 3k], methods: [scratch, rotation], tolerance: 0.01}
+
+``budget_check`` (off unless given) adds **check cells**: each finetune cell of the chosen methods and
+label counts (default: all) run again with its budget's epochs, min_steps and max_steps multiplied by
+``factor``. They run after every other cell; the report marks a cell whose validation metric gained
+more than ``tolerance`` with the larger budget as under budget and flags (†) every utility that uses it,
+as it does for a cell still improving when its budget ran out. It catches what that flag cannot: a run
+that the learning-rate decay flattened before it had learned what it could.
 """
 
 from __future__ import annotations
@@ -60,10 +68,13 @@ SCRATCH = "scratch"
 PROTOCOLS = ("finetune", "linear", "knn")
 PRECISIONS = ("fp32", "bf16", "fp16")
 SPACES = ("rgb", "lab")
-KINDS = ("pretrain", "downstream")
+KINDS = ("pretrain", "downstream", "check")
 
 TOP_KEYS = ("name", "datasets", "methods", "backbones", "tasks", "protocols", "labels", "seeds",
-            "finetune", "linear", "knn", "device", "precision", "channels_last", "space")
+            "finetune", "linear", "knn", "device", "precision", "channels_last", "space", "budget_check")
+BUDGET_CHECK_KEYS = ("factor", "labels", "methods", "tolerance")
+#: The finetune budget fields a budget check multiplies by its factor.
+SCALED_BUDGET_FIELDS = ("epochs", "min_steps", "max_steps")
 DATASET_KEYS = ("factors", "n", "res", "models_per_class", "seed", "multi")
 METHOD_KEYS = ("epochs", "overrides")
 
@@ -139,6 +150,7 @@ class Spec:
     precision: str = "bf16"
     channels_last: bool = True
     space: str = "rgb"
+    budget_check: Mapping[str, Any] = field(default_factory=dict)
 
     def method(self, name: str) -> MethodSpec:
         return next(m for m in self.methods if m.name == name)
@@ -250,9 +262,10 @@ def spec_from_dict(raw: Mapping, where: str = "study spec") -> Spec:
     for p in PROTOCOLS:
         _check_protocol_options(p, options[p], where)
 
+    check = _budget_check(raw.get("budget_check"), protocols, labels, methods, where)
     spec = Spec(name=name, datasets=datasets, methods=methods, backbones=backbones, tasks=tasks,
                 protocols=protocols, labels=labels, seeds=seeds, device=device, precision=precision,
-                channels_last=channels_last, space=space, **options)
+                channels_last=channels_last, space=space, budget_check=check, **options)
     _check_labels(spec, where)
     return spec
 
@@ -312,18 +325,27 @@ class Cell:
         head = f"{Factors.parse(self.dataset).letters} {self.method} {self.backbone} s{self.seed}"
         if self.kind == "pretrain":
             return f"pretrain {head}"
-        return f"{head} {self.task} {self.protocol} n={self.n_labels}"
+        tail = f" (budget check x{self.config['budget_factor']:g})" if self.kind == "check" else ""
+        return f"{head} {self.task} {self.protocol} n={self.n_labels}{tail}"
 
     @property
     def timing_key(self) -> str:
         """Cells of the same timing key take about the same time (for the ETA)."""
-        return f"pretrain/{self.method}/{self.backbone}" if self.kind == "pretrain" else \
-            f"{self.protocol}/{self.backbone}"
+        if self.kind == "pretrain":
+            return f"pretrain/{self.method}/{self.backbone}"
+        return f"{self.kind}/{self.protocol}/{self.backbone}"
+
+    @property
+    def check_of(self) -> str | None:
+        """For a budget-check cell: the id of the downstream cell it re-runs at a larger budget."""
+        return self.config.get("check_of") if self.kind == "check" else None
 
 
 @dataclass
 class Plan:
-    """The cells of a spec: pretraining cells first (in run order), then downstream cells.
+    """The cells of a spec: pretraining cells first (in run order), then downstream cells, then the
+    budget-check cells (downstream finetune cells re-run at a larger budget; none unless the spec has
+    ``budget_check``).
 
     datasets: factor bits -> the dataset's resolved config dict; notes: cells skipped and why.
     """
@@ -332,13 +354,14 @@ class Plan:
     downstream: list[Cell]
     datasets: dict[str, dict]
     notes: list[str]
+    checks: list[Cell] = field(default_factory=list)
 
     @property
     def all(self) -> list[Cell]:
-        return self.pretrain + self.downstream
+        return self.pretrain + self.downstream + self.checks
 
     def __len__(self) -> int:
-        return len(self.pretrain) + len(self.downstream)
+        return len(self.pretrain) + len(self.downstream) + len(self.checks)
 
 
 def cell_id(config: Mapping) -> str:
@@ -401,10 +424,29 @@ def expand(spec: Spec) -> Plan:
     if "finetune" in spec.protocols and not any(m.is_scratch for m in spec.methods):
         notes.append("no scratch method: the report needs scratch finetune cells to compute utility")
     notes = list(dict.fromkeys(notes))
+    checks = _check_cells(spec, downstream)
     # A pretraining cell nobody loads (every task skipped on its dataset) is not worth running.
     used = {c.pretrain_id for c in downstream}
     pre_cells = [c for c in pretrain.values() if c.id in used]
-    return Plan(pretrain=pre_cells, downstream=downstream, datasets=data, notes=notes)
+    return Plan(pretrain=pre_cells, downstream=downstream, datasets=data, notes=notes, checks=checks)
+
+
+def _check_cells(spec: Spec, downstream: list[Cell]) -> list[Cell]:
+    """One budget-check cell per finetune cell of the chosen methods and label counts: the same cell
+    with its budget scaled by ``budget_check.factor`` (:func:`scaled_budget`)."""
+    check = spec.budget_check
+    if not check:
+        return []
+    out = []
+    for c in downstream:
+        if c.protocol != "finetune" or c.method not in check["methods"] or c.n_labels not in check["labels"]:
+            continue
+        cfg = {**c.config, "kind": "check", "budget": scaled_budget(c.config["budget"], check["factor"]),
+               "budget_factor": check["factor"], "check_of": c.id}
+        out.append(Cell(id=cell_id(cfg), kind="check", dataset=c.dataset, method=c.method,
+                        backbone=c.backbone, seed=c.seed, task=c.task, protocol=c.protocol,
+                        n_labels=c.n_labels, pretrain_id=c.pretrain_id, config=cfg))
+    return out
 
 
 # --- field validation -----------------------------------------------------------------------------
@@ -417,6 +459,45 @@ def _no_unknown(raw: Mapping, allowed: Iterable[str], where: str, prefix: str = 
             near = difflib.get_close_matches(str(k), allowed, n=1)
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise UserError(f"{where}: unknown key {prefix}{k!r}{hint}; allowed: {', '.join(allowed)}")
+
+
+def _budget_check(raw, protocols: tuple, labels: tuple, methods: tuple, where: str) -> dict:
+    """The resolved ``budget_check`` section: ``{}`` (off) or ``{factor, labels, methods, tolerance}``
+    with every default filled in (all label counts, every method including scratch, tolerance 0.01)."""
+    raw = _mapping(raw, "budget_check", where)
+    if not raw:
+        return {}
+    _no_unknown(raw, BUDGET_CHECK_KEYS, where, "budget_check.")
+    if "finetune" not in protocols:
+        raise UserError(f"{where}: budget_check re-runs finetune cells, but protocols has no finetune")
+    factor = raw.get("factor", 2)
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 1 < factor <= 100:
+        raise UserError(f"{where}: budget_check.factor must be a number in (1, 100], e.g. 2 (twice the "
+                        f"budget), got {factor!r}")
+    tol = raw.get("tolerance", 0.01)
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < 1e9:
+        raise UserError(f"{where}: budget_check.tolerance must be a number >= 0 (in the task metric's "
+                        f"units, e.g. 0.01 = one accuracy point), got {tol!r}")
+    names = [m.name for m in methods]
+    chosen_methods = list(_names(raw.get("methods", names), "budget_check.methods", where, names))
+    chosen_labels = list(_labels(raw.get("labels", list(labels)), where))
+    missing = [n for n in chosen_labels if n not in labels]
+    if missing:
+        raise UserError(f"{where}: budget_check.labels {missing} are not among the study's labels "
+                        f"{list(labels)}; allowed: a subset of them")
+    return {"factor": float(factor), "labels": sorted(set(chosen_labels)),
+            "methods": [m for m in names if m in chosen_methods], "tolerance": float(tol)}
+
+
+def scaled_budget(budget: Mapping[str, Any], factor: float) -> dict:
+    """A resolved finetune budget with :data:`SCALED_BUDGET_FIELDS` multiplied by ``factor`` (rounded
+    up): the budget a check cell re-runs its cell with."""
+    out = dict(budget)
+    for k in SCALED_BUDGET_FIELDS:
+        if isinstance(out.get(k), (int, float)) and not isinstance(out.get(k), bool):
+            v = out[k] * factor
+            out[k] = int(-(-v // 1)) if isinstance(budget[k], int) else float(v)
+    return out
 
 
 def _mapping(value, key: str, where: str) -> dict:
