@@ -12,7 +12,7 @@ from method_testing import make_batch, structured_images
 
 
 def test_registry_names_match_classes():
-    assert list(METHODS) == ["rotation", "vae", "cmc", "amdim", "simclr", "moco", "byol"]
+    assert list(METHODS) == ["rotation", "vae", "cmc", "amdim", "simclr", "moco", "byol", "barlow", "vicreg"]
     for name, cls in METHODS.items():
         assert issubclass(cls, Method) and cls.name == name
         assert cls.Config.method == name
@@ -147,7 +147,7 @@ def test_encode_views_per_view_and_joint():
     assert torch.allclose(e1, e2, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["simclr", "amdim", "moco", "byol"])
+@pytest.mark.parametrize("name", ["simclr", "amdim", "moco", "byol", "barlow", "vicreg"])
 def test_joint_bn_option_changes_only_the_batch_statistics(name):
     # Same seeds, same weights: joint_bn=true and false give different losses in train mode (other
     # BN statistics) and the same in eval mode.

@@ -25,10 +25,12 @@ warmup_max_fraction, sgd_momentum, checkpoint_every, threads; method options: se
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "pretrain", help="pretrain a backbone with a self-supervised method",
-        description="Pretrain a backbone with a self-supervised method (rotation, vae, cmc, amdim, "
-                    "simclr) and write a checkpoint that finetuning and probes load.",
+        description="Pretrain a backbone with a self-supervised method (the paper's rotation, vae, cmc, "
+                    "amdim; simclr, moco, byol, barlow, vicreg) and write a checkpoint that finetuning "
+                    "and probes load.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--method", required=True, help="rotation, vae, cmc, amdim or simclr")
+    p.add_argument("--method", required=True,
+                   help="rotation, vae, cmc, amdim (the paper's), simclr, moco, byol, barlow or vicreg")
     p.add_argument("--data", required=True,
                    help="a dataset folder, or a factor string (TCVL, -CV-, 0110) to render or reuse; "
                         "TCVL+multi for scenes of several objects (segmentation, depth)")

@@ -9,6 +9,8 @@
 | ``simclr`` | SimCLR, NT-Xent between two augmented views (not in the paper) | |
 | ``moco`` | MoCo v2, momentum key encoder and a queue of negatives (not in the paper) | |
 | ``byol`` | BYOL, predict a momentum target's projection, no negatives (not in the paper) | |
+| ``barlow`` | Barlow Twins, cross-correlation of two views toward the identity (not in the paper) | |
+| ``vicreg`` | VICReg, invariance + variance + covariance terms (not in the paper) | |
 
 Each method's ``Config`` holds the paper's hyper-parameters; override them with a dict of field names
 (values may be strings, as from a command line).
@@ -22,6 +24,7 @@ from torch import nn
 
 from selfstudy.errors import UserError
 from selfstudy.methods.amdim import AMDIM
+from selfstudy.methods.barlow import BarlowTwins
 from selfstudy.methods.base import Method, MethodConfig
 from selfstudy.methods.byol import BYOL
 from selfstudy.methods.cmc import CMC, CMCEncoder
@@ -29,6 +32,7 @@ from selfstudy.methods.moco import MoCo
 from selfstudy.methods.rotation import Rotation
 from selfstudy.methods.simclr import SimCLR
 from selfstudy.methods.vae import VAE
+from selfstudy.methods.vicreg import VICReg
 
 __all__ = ["METHODS", "Method", "MethodConfig", "CMCEncoder", "build_method", "build_encoder",
            "method_config"]
@@ -41,6 +45,8 @@ METHODS: dict[str, type[Method]] = {
     "simclr": SimCLR,
     "moco": MoCo,
     "byol": BYOL,
+    "barlow": BarlowTwins,
+    "vicreg": VICReg,
 }
 
 

@@ -228,3 +228,78 @@ def byol_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     with _fp32(prediction):
         cos = F.cosine_similarity(prediction.float(), target.float(), dim=1, eps=1e-8)
     return (2.0 - 2.0 * cos).mean()
+
+
+def _pair(name: str, z1: torch.Tensor, z2: torch.Tensor, min_rows: int = 2) -> None:
+    if z1.shape != z2.shape or z1.dim() != 2 or z1.shape[0] < min_rows:
+        raise ValueError(f"{name} needs two (N, D) tensors of one shape with N >= {min_rows}, got "
+                         f"{tuple(z1.shape)} and {tuple(z2.shape)}")
+
+
+def cross_correlation(z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """The (D, D) cross-correlation ``C = z1n^T z2n / N`` of two views' embeddings, each dimension
+    standardised over the batch first (``(z - mean) / sqrt(var + eps)``, biased variance, as BatchNorm
+    without affine parameters). ``z1, z2``: (N, D), N >= 2; float32 under autocast."""
+    _pair("cross_correlation", z1, z2)
+    with _fp32(z1):
+        a, b = z1.float(), z2.float()
+        a = (a - a.mean(0)) / torch.sqrt(a.var(0, unbiased=False) + eps)
+        b = (b - b.mean(0)) / torch.sqrt(b.var(0, unbiased=False) + eps)
+        return a.t() @ b / a.shape[0]
+
+
+def barlow_twins_from_correlation(c: torch.Tensor, lambd: float) -> torch.Tensor:
+    """``sum_i (1 - C_ii)^2 + lambd * sum_{i != j} C_ij^2`` of a (D, D) cross-correlation matrix."""
+    diag = torch.diagonal(c)
+    return (1 - diag).pow(2).sum() + lambd * (c.pow(2).sum() - diag.pow(2).sum())
+
+
+def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float,
+                      eps: float = 1e-5) -> torch.Tensor:
+    """Barlow Twins' redundancy-reduction loss (Zbontar, Jing, Misra, LeCun & Deny, ICML 2021).
+
+    With ``C`` the :func:`cross_correlation` of the two views' batch-standardised embeddings::
+
+        loss = sum_i (1 - C_ii)^2 + lambd * sum_{i != j} C_ij^2
+
+    0 when the views' embeddings are identical and their dimensions uncorrelated (C = I). Invariant to
+    a per-dimension affine change of either view (with positive scale). ``z1, z2``: (N, D), N >= 2.
+    Returns a scalar.
+    """
+    return barlow_twins_from_correlation(cross_correlation(z1, z2, eps), lambd)
+
+
+def vicreg_terms(z1: torch.Tensor, z2: torch.Tensor, gamma: float = 1.0,
+                 eps: float = 1e-4) -> dict[str, torch.Tensor]:
+    """The three terms of VICReg (Bardes, Ponce & LeCun, ICLR 2022), unweighted, as scalars:
+
+    * ``invariance``: ``mean over rows and dims of (z1 - z2)^2`` (the reference code's ``mse_loss``);
+    * ``variance``: for each view ``mean_j max(0, gamma - sqrt(Var(z^j) + eps))`` (unbiased variance
+      over the batch), summed over the two views: a hinge that keeps every dimension's std >= gamma;
+    * ``covariance``: for each view ``sum_{i != j} Cov(z)_ij^2 / D`` (Cov with 1 / (N - 1)), summed over
+      the two views: decorrelates the dimensions.
+
+    ``z1, z2``: (N, D), N >= 2. See :func:`vicreg_loss` for the weighted sum.
+    """
+    _pair("vicreg_terms", z1, z2)
+    with _fp32(z1):
+        a, b = z1.float(), z2.float()
+        n, d = a.shape
+        inv = F.mse_loss(a, b)
+        var = a.new_zeros(())
+        cov = a.new_zeros(())
+        for z in (a, b):
+            z = z - z.mean(0)
+            std = torch.sqrt(z.var(0) + eps)
+            var = var + F.relu(gamma - std).mean()
+            c = z.t() @ z / (n - 1)
+            cov = cov + (c.pow(2).sum() - torch.diagonal(c).pow(2).sum()) / d
+    return {"invariance": inv, "variance": var, "covariance": cov}
+
+
+def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0, var_weight: float = 25.0,
+                cov_weight: float = 1.0, gamma: float = 1.0) -> torch.Tensor:
+    """VICReg's loss: ``sim_weight * invariance + var_weight * variance + cov_weight * covariance``
+    (the paper's 25, 25, 1) of :func:`vicreg_terms`. A scalar."""
+    t = vicreg_terms(z1, z2, gamma)
+    return sim_weight * t["invariance"] + var_weight * t["variance"] + cov_weight * t["covariance"]

@@ -1,0 +1,80 @@
+"""VICReg, Variance-Invariance-Covariance Regularization (Bardes, Ponce & LeCun, ICLR 2022): a modern
+method beside the paper's four.
+
+Two :class:`~selfstudy.data.augment.SimCLRAugment` views of every image, the backbone's pooled feature,
+an expander of the same three-layer shape as Barlow Twins' projector
+(:func:`~selfstudy.methods.barlow.mlp3`) and :func:`~selfstudy.methods.losses.vicreg_loss`: the two
+views' embeddings are pulled together (invariance), every dimension's standard deviation is kept above
+``gamma`` by a hinge (variance) and the dimensions are decorrelated (covariance). No negatives, no
+momentum network.
+
+Choices for this project's small backbones and CPU budgets, all settable: expander width 1024 (the
+paper: 8192), the paper's weights 25 / 25 / 1 and gamma 1, Adam with the paper's schedule (lr 1e-3,
+weight decay 1e-6) instead of LARS. Each view gets its own backbone pass unless ``joint_bn``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from selfstudy.data.augment import SimCLRAugment
+from selfstudy.methods.barlow import mlp3
+from selfstudy.methods.base import Method, MethodConfig, encode_views
+from selfstudy.methods.losses import vicreg_terms
+
+
+class VICReg(Method):
+    """Invariance between views, variance and decorrelation within each view.
+
+    ``loss`` returns ``loss`` and its unweighted terms ``invariance``, ``variance``, ``covariance``, and
+    ``features`` (detached pooled features of the first view).
+    """
+
+    name = "vicreg"
+
+    @dataclass
+    class Config(MethodConfig):
+        lr: float = 1e-3
+        final_lr: float = 1e-6
+        weight_decay: float = 1e-6
+        batch_size: int = 256
+        epochs: int = 100
+        sim_weight: float = 25.0
+        var_weight: float = 25.0
+        cov_weight: float = 1.0
+        gamma: float = 1.0
+        hidden_dim: int = 1024
+        proj_dim: int = 1024
+        joint_bn: bool = False
+
+        def validate(self) -> None:
+            super().validate()
+            for name in ("sim_weight", "var_weight", "cov_weight"):
+                self._check(math.isfinite(getattr(self, name)) and getattr(self, name) >= 0, name,
+                            "a number >= 0")
+            self._check(math.isfinite(self.gamma) and self.gamma > 0, "gamma", "a number > 0")
+            self._check(self.hidden_dim >= 1, "hidden_dim", "an integer >= 1")
+            self._check(self.proj_dim >= 1, "proj_dim", "an integer >= 1")
+
+        def min_batch_size(self) -> int:
+            return 2  # variances and covariances over the batch
+
+    def __init__(self, backbone: str, cfg: Config | None = None, **kw):
+        super().__init__(backbone, cfg, **kw)
+        self.projector = mlp3(self.backbone.out_dim, self.cfg.hidden_dim, self.cfg.proj_dim)
+        self.augment = SimCLRAugment()
+
+    def loss(self, batch: Mapping[str, Any]) -> dict:
+        x, gen = self.unpack(batch)
+        n = x.shape[0]
+        if n < 2:
+            raise ValueError(f"vicreg needs at least 2 images per batch (batch statistics), got {n}")
+        views = [self.input(self.augment(x, gen)), self.input(self.augment(x, gen))]
+        h = encode_views(self.backbone, views, self.cfg.joint_bn).pooled
+        z = self.projector(h)
+        c = self.cfg
+        t = vicreg_terms(z[:n], z[n:], c.gamma)
+        loss = c.sim_weight * t["invariance"] + c.var_weight * t["variance"] + c.cov_weight * t["covariance"]
+        return {"loss": loss, **{k: v.detach() for k, v in t.items()}, "features": h[:n].detach().float()}
