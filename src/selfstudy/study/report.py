@@ -165,7 +165,8 @@ def apply_budget_checks(rows: Iterable[dict], checks: Iterable[dict],
     units and direction: a drop of an error counts as a gain). Such a row is flagged like a still
     improving one (:func:`analyse`): its number is not a converged one.
 
-    Returns ``(rows, table)``: copies of ``rows`` (``under_budget`` set on every row that was checked),
+    Returns ``(rows, table)``: copies of ``rows`` (``under_budget`` True or False on every row that was
+    checked, absent on the others),
     and one dict per check: dataset, backbone, task, method, protocol, n_labels, seed, metric,
     higher_is_better, factor, val, val_check, test, test_check, gain (validation, positive = better
     with more budget), steps, steps_check, under_budget. Checks whose cell is not among ``rows`` are
@@ -188,9 +189,6 @@ def apply_budget_checks(rows: Iterable[dict], checks: Iterable[dict],
                         "test": orig.get("test"), "test_check": c.get("test"), "gain": gain,
                         "steps": orig.get("steps"), "steps_check": c.get("steps"), "under_budget": under,
                         "tolerance": float(tolerance)})
-    for r in rows:
-        if any(t["dataset"] == r.get("dataset") and t["method"] == r.get("method") for t in table):
-            r.setdefault("under_budget", False)
     table.sort(key=lambda t: (str(t["dataset"]), str(t["backbone"]), str(t["task"]), str(t["method"]),
                               t["n_labels"] or 0, t["seed"] or 0))
     return rows, table
