@@ -234,6 +234,12 @@ def test_budget_check_cells():
     assert plain.checks == [] and [c.id for c in plain.downstream] == [c.id for c in plan.downstream]
 
 
+def test_budget_check_labels_outside_the_study_give_a_note():
+    plan = expand(spec_from_dict(_raw(budget_check={"labels": [100, 300]})))
+    assert {c.n_labels for c in plan.checks} == {100}
+    assert any("budget_check.labels [300] are not among the study's labels [100, 1000]" in n for n in plan.notes)
+
+
 def test_scaled_budget_rounds_steps_up():
     from selfstudy.study.spec import scaled_budget
 
@@ -245,7 +251,7 @@ def test_scaled_budget_rounds_steps_up():
     ({"factor": 1}, r"budget_check.factor must be a number in \(1, 100\]"),
     ({"factor": "2x"}, "budget_check.factor must be a number"),
     ({"tolerance": -1}, "budget_check.tolerance must be a number >= 0"),
-    ({"labels": [300]}, r"budget_check.labels \[300\] are not among the study's labels \[100, 1000\]"),
+    ({"labels": [0]}, "label count 0 is not allowed"),
     ({"methods": ["moco"]}, "unknown budget_check.method 'moco'"),
     ({"factr": 2}, "unknown key budget_check.'factr'"),
 ])
