@@ -144,3 +144,26 @@ def test_exit_status_of_the_real_command(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("selfstudy: error: preset quick with overrides: label count 0 is not "
                                    "allowed: label counts are positive whole numbers (100, 1000, or 1k)")
+
+
+def test_budget_checks_through_the_commands(tmp_path, spec_file, monkeypatch, capsys):
+    class LongerIsBetter(FakeCells):
+        def __call__(self, cell):
+            out = super().__call__(cell)
+            if cell.kind == "check":  # twice the budget: +0.05 on scratch at 1000 labels
+                out = {**out, "val": out["val"] + 0.05, "test": out["test"] + 0.05, "steps": 20}
+            return out
+
+    monkeypatch.setattr(runner, "PipelineCells", LongerIsBetter)
+    study = tmp_path / "study"
+    argv = ["study", "run", str(spec_file), "--dir", str(study), "--no-progress",
+            "budget_check.labels=[1000]", "budget_check.methods=[scratch]"]
+    assert main(argv) == 0
+    assert "budget check (x2 budget): 1 of 1 re-run cell(s) gained more than 0.01" in capsys.readouterr().out
+    assert main(["study", "status", str(study)]) == 0
+    out = capsys.readouterr().out
+    assert "6/6 cells done" in out and "check       done 1  running 0  pending 0  failed 0" in out
+    assert main(["report", str(study), "--bootstrap", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "budget check (x2 budget): 1 of 1" in out and "scratch n=1000 s0: val 0.6 -> 0.65" in out
+    assert "Budget check" in (study / "report.html").read_text()
