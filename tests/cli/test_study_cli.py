@@ -80,8 +80,11 @@ def test_cells_dry_run(spec_file, capsys):
     assert main(["study", "cells", "paper", "--count"]) == 0
     out = capsys.readouterr().out
     # 12 datasets x 4 methods x 3 seeds; pose is skipped on the 6 fixed-viewpoint datasets:
-    # (12 + 6) task-datasets x 5 arms x 2 protocols x 8 label counts x 3 seeds
-    assert out.startswith(f"{144 + 18 * 5 * 2 * 8 * 3} cells: 144 pretraining")
+    # (12 + 6) task-datasets x 5 arms x 2 protocols x 8 label counts x 3 seeds; budget checks: the 18
+    # task-datasets x 5 arms at 2 label counts, seed 0
+    checks = 18 * 5 * 2
+    assert out.startswith(f"{144 + 18 * 5 * 2 * 8 * 3 + checks} cells: 144 pretraining, "
+                          f"{18 * 5 * 2 * 8 * 3} downstream, {checks} budget checks")
     assert out.count("note: skipped task pose") == 6
 
 

@@ -260,3 +260,16 @@ def test_bad_budget_checks(check, fragment):
         spec_from_dict(_raw(budget_check=check))
     with pytest.raises(UserError, match="budget_check re-runs finetune cells, but protocols has no finetune"):
         spec_from_dict(_raw(protocols=["linear"], budget_check={"factor": 2}))
+
+
+def test_budget_check_seeds_and_the_paper_preset():
+    plan = expand(spec_from_dict(_raw(budget_check={"labels": [1000], "seeds": [1]})))
+    assert plan.checks and {c.seed for c in plan.checks} == {1} and {c.n_labels for c in plan.checks} == {1000}
+    with pytest.raises(UserError, match="seed"):
+        spec_from_dict(_raw(budget_check={"seeds": [-1]}))
+    paper = load_spec("paper")
+    assert paper.budget_check == {"factor": 2.0, "labels": [1000, 20000], "seeds": [0], "tolerance": 0.01,
+                                  "methods": ["scratch", "vae", "rotation", "cmc", "amdim"]}
+    checks = paper.cells().checks
+    # 12 datasets x 5 arms classification + 6 V=1 datasets x 5 arms pose, at 2 label counts, seed 0
+    assert len(checks) == (12 + 6) * 5 * 2

@@ -110,7 +110,8 @@ def run_cells(args) -> int:
 
     plan = load_spec(args.spec, args.overrides).cells()
     if args.count:
-        print(f"{len(plan)} cells: {len(plan.pretrain)} pretraining, {len(plan.downstream)} downstream")
+        print(f"{len(plan)} cells: {len(plan.pretrain)} pretraining, {len(plan.downstream)} downstream"
+              + (f", {len(plan.checks)} budget checks" if plan.checks else ""))
         for note in plan.notes:
             print(f"note: {note}")
     else:

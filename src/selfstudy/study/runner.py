@@ -486,7 +486,8 @@ def resolve_device(device: str) -> str:
 
 def describe(plan: Plan) -> str:
     """The cells of a plan as a text table (for ``selfstudy study cells``)."""
-    lines = [f"{len(plan)} cells: {len(plan.pretrain)} pretraining, {len(plan.downstream)} downstream"]
+    lines = [f"{len(plan)} cells: {len(plan.pretrain)} pretraining, {len(plan.downstream)} downstream"
+             + (f", {len(plan.checks)} budget checks" if plan.checks else "")]
     for note in plan.notes:
         lines.append(f"note: {note}")
     lines.append("")

@@ -37,10 +37,10 @@ YAML layout (every key optional except ``datasets.factors``; see ``presets/quick
     finetune: {...finetune Budget fields...}
     linear: {...}   knn: {...}
     device: auto    precision: bf16    channels_last: true    space: rgb
-    budget_check: {factor: 2, labels: [100, 3k], methods: [scratch, rotation], tolerance: 0.01}
+    budget_check: {factor: 2, labels: [100, 3k], methods: [scratch, rotation], seeds: [0], tolerance: 0.01}
 
-``budget_check`` (off unless given) adds **check cells**: each finetune cell of the chosen methods and
-label counts (default: all) run again with its budget's epochs, min_steps and max_steps multiplied by
+``budget_check`` (off unless given) adds **check cells**: each finetune cell of the chosen methods, label
+counts and seeds (default: all) run again with its budget's epochs, min_steps and max_steps multiplied by
 ``factor``. They run after every other cell; the report marks a cell whose validation metric gained
 more than ``tolerance`` with the larger budget as under budget and flags (†) every utility that uses it,
 as it does for a cell still improving when its budget ran out. It catches what that flag cannot: a run
@@ -72,7 +72,7 @@ KINDS = ("pretrain", "downstream", "check")
 
 TOP_KEYS = ("name", "datasets", "methods", "backbones", "tasks", "protocols", "labels", "seeds",
             "finetune", "linear", "knn", "device", "precision", "channels_last", "space", "budget_check")
-BUDGET_CHECK_KEYS = ("factor", "labels", "methods", "tolerance")
+BUDGET_CHECK_KEYS = ("factor", "labels", "methods", "seeds", "tolerance")
 #: The finetune budget fields a budget check multiplies by its factor.
 SCALED_BUDGET_FIELDS = ("epochs", "min_steps", "max_steps")
 DATASET_KEYS = ("factors", "n", "res", "models_per_class", "seed", "multi")
@@ -445,6 +445,8 @@ def _check_cells(spec: Spec, downstream: list[Cell]) -> list[Cell]:
     for c in downstream:
         if c.protocol != "finetune" or c.method not in check["methods"] or c.n_labels not in check["labels"]:
             continue
+        if "seeds" in check and c.seed not in check["seeds"]:
+            continue
         cfg = {**c.config, "kind": "check", "budget": scaled_budget(c.config["budget"], check["factor"]),
                "budget_factor": check["factor"], "check_of": c.id}
         out.append(Cell(id=cell_id(cfg), kind="check", dataset=c.dataset, method=c.method,
@@ -487,8 +489,11 @@ def _budget_check(raw, protocols: tuple, labels: tuple, methods: tuple, where: s
     # Counts that are not among the study's labels (say after a labels=... override) check nothing;
     # the plan says so in a note.
     chosen_labels = list(_labels(raw.get("labels", list(labels)), where))
-    return {"factor": float(factor), "labels": sorted(set(chosen_labels)),
-            "methods": [m for m in names if m in chosen_methods], "tolerance": float(tol)}
+    out = {"factor": float(factor), "labels": sorted(set(chosen_labels)),
+           "methods": [m for m in names if m in chosen_methods], "tolerance": float(tol)}
+    if raw.get("seeds") is not None:  # default: every seed of the study
+        out["seeds"] = sorted(set(_seeds(raw["seeds"], where)))
+    return out
 
 
 def scaled_budget(budget: Mapping[str, Any], factor: float) -> dict:
