@@ -77,11 +77,7 @@ class BarlowTwins(Method):
         self.augment = SimCLRAugment()
 
     def loss(self, batch: Mapping[str, Any]) -> dict:
-        x, gen = self.unpack(batch)
-        n = x.shape[0]
-        if n < 2:
-            raise ValueError(f"barlow needs at least 2 images per batch (batch statistics), got {n}")
-        views = [self.input(self.augment(x, gen)), self.input(self.augment(x, gen))]
+        n, views = self.two_views(batch, "batch statistics")
         h = encode_views(self.backbone, views, self.cfg.joint_bn).pooled
         z = self.projector(h)
         c = cross_correlation(z[:n], z[n:])

@@ -250,6 +250,17 @@ class Method(nn.Module):
         return build_backbone(state["backbone"], in_channels=3)
 
     # --- helpers for subclasses --------------------------------------------------------------------
+    def two_views(self, batch: Mapping[str, Any], why: str | None = None) -> tuple[int, list[torch.Tensor]]:
+        """The batch's N images augmented twice by ``self.augment`` (independent draws from the batch's
+        generator) and normalised by ``self.input``: ``(N, [view1, view2])``, each (N, 3, H, W).
+
+        ``why``, when given, is what needs at least two images per batch (for the error otherwise)."""
+        x, gen = self.unpack(batch)
+        n = x.shape[0]
+        if why is not None and n < 2:
+            raise ValueError(f"{self.name} needs at least 2 images per batch ({why}), got {n}")
+        return n, [self.input(self.augment(x, gen)), self.input(self.augment(x, gen))]
+
     @staticmethod
     def unpack(batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Generator]:
         """``(images, generator)`` of a batch, checked: images (N, 3, H, W) floating point."""

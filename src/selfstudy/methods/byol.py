@@ -110,11 +110,7 @@ class BYOL(Method):
         momentum_update_(self.target_projector, self.projector, tau)
 
     def loss(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        x, gen = self.unpack(batch)
-        n = x.shape[0]
-        if n < 2:
-            raise ValueError(f"byol needs at least 2 images per batch (BatchNorm in its heads), got {n}")
-        views = [self.input(self.augment(x, gen)), self.input(self.augment(x, gen))]
+        n, views = self.two_views(batch, "BatchNorm in its heads")
         h = encode_views(self.backbone, views, self.cfg.joint_bn).pooled
         p = self.predictor(self.projector(h))
         with torch.no_grad():

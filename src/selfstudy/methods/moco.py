@@ -186,9 +186,7 @@ class MoCo(Method):
         momentum_update_(self.key_projector, self.projector, self.cfg.momentum)
 
     def loss(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        x, gen = self.unpack(batch)
-        n = x.shape[0]
-        v1, v2 = self.input(self.augment(x, gen)), self.input(self.augment(x, gen))
+        n, (v1, v2) = self.two_views(batch)
         # Symmetric: view 1 then view 2 as queries, keys in the swapped order.
         q_in, k_in = ([v1, v2], [v2, v1]) if self.cfg.symmetric else ([v1], [v2])
         h = encode_views(self.backbone, q_in, self.cfg.joint_bn).pooled

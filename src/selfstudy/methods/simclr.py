@@ -67,11 +67,7 @@ class SimCLR(Method):
         self.augment = SimCLRAugment()
 
     def loss(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        x, gen = self.unpack(batch)
-        n = x.shape[0]
-        if n < 2:
-            raise ValueError(f"simclr needs at least 2 images per batch (the negatives), got {n}")
-        views = [self.input(self.augment(x, gen)), self.input(self.augment(x, gen))]
+        n, views = self.two_views(batch, "the negatives")
         h = encode_views(self.backbone, views, self.cfg.joint_bn).pooled
         z = self.projector(h)
         loss = nt_xent(z[:n], z[n:], self.cfg.temperature)
