@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from selfstudy.data.augment import SimCLRAugment
-from selfstudy.methods.base import Method, MethodConfig, encode_views
+from selfstudy.methods.base import Method, TwoViewConfig, encode_views
 from selfstudy.methods.losses import barlow_twins_from_correlation, cross_correlation
 
 
@@ -51,22 +51,14 @@ class BarlowTwins(Method):
     name = "barlow"
 
     @dataclass
-    class Config(MethodConfig):
-        lr: float = 1e-3
-        final_lr: float = 1e-6
-        weight_decay: float = 1e-6
-        batch_size: int = 256
-        epochs: int = 100
+    class Config(TwoViewConfig):
         lambd: float = 0.0051
         hidden_dim: int = 1024
         proj_dim: int = 1024
-        joint_bn: bool = False
 
         def validate(self) -> None:
             super().validate()
             self._check(math.isfinite(self.lambd) and self.lambd >= 0, "lambd", "a number >= 0")
-            self._check(self.hidden_dim >= 1, "hidden_dim", "an integer >= 1")
-            self._check(self.proj_dim >= 1, "proj_dim", "an integer >= 1")
 
         def min_batch_size(self) -> int:
             return 2  # batch statistics: the standardisation and the projector's BatchNorm

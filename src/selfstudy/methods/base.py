@@ -113,6 +113,27 @@ class MethodConfig:
             raise UserError(f"{self.method}: {field} must be {allowed}, got {getattr(self, field)!r}")
 
 
+@dataclass
+class TwoViewConfig(MethodConfig):
+    """What the modern two-view methods here share (SimCLR, MoCo, BYOL, Barlow Twins, VICReg): Adam with
+    the paper's schedule at a peak of 1e-3 decaying to 1e-6, weight decay 1e-6 (instead of LARS or SGD;
+    batches here are small), a projection of width ``proj_dim``, and ``joint_bn`` (one backbone pass
+    over both views instead of one per view, :func:`encode_views`). ``hidden_dim``, where a method has
+    it, is checked here too."""
+
+    lr: float = 1e-3
+    final_lr: float = 1e-6
+    weight_decay: float = 1e-6
+    proj_dim: int = 128
+    joint_bn: bool = False
+
+    def validate(self) -> None:
+        super().validate()
+        self._check(self.proj_dim >= 1, "proj_dim", "an integer >= 1")
+        if hasattr(self, "hidden_dim"):
+            self._check(self.hidden_dim >= 1, "hidden_dim", "an integer >= 1")
+
+
 def _convert(method: str, key: str, value: Any, hint: Any) -> Any:
     """Convert ``value`` to the field type ``hint`` (float, int, bool, str or tuple[float, ...])."""
     def fail() -> typing.NoReturn:

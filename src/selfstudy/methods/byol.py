@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from selfstudy.data.augment import SimCLRAugment
-from selfstudy.methods.base import Method, MethodConfig, encode_views
+from selfstudy.methods.base import Method, TwoViewConfig, encode_views
 from selfstudy.methods.losses import byol_loss
 from selfstudy.methods.moco import frozen_copy, momentum_update_
 
@@ -59,16 +59,9 @@ class BYOL(Method):
     name = "byol"
 
     @dataclass
-    class Config(MethodConfig):
-        lr: float = 1e-3
-        final_lr: float = 1e-6
-        weight_decay: float = 1e-6
-        batch_size: int = 256
-        epochs: int = 100
+    class Config(TwoViewConfig):
         momentum: float = 0.99
         hidden_dim: int = 256
-        proj_dim: int = 128
-        joint_bn: bool = False
         momentum_schedule: str = "cosine"
 
         def validate(self) -> None:
@@ -77,8 +70,6 @@ class BYOL(Method):
                         "'cosine' or 'constant'")
             self._check(math.isfinite(self.momentum) and 0 <= self.momentum < 1, "momentum",
                         "a number in [0, 1)")
-            self._check(self.hidden_dim >= 1, "hidden_dim", "an integer >= 1")
-            self._check(self.proj_dim >= 1, "proj_dim", "an integer >= 1")
 
         def min_batch_size(self) -> int:
             return 2  # the heads' BatchNorm needs more than one sample

@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfstudy.data.augment import SimCLRAugment
-from selfstudy.methods.base import Method, MethodConfig, encode_views
+from selfstudy.methods.base import Method, TwoViewConfig, encode_views
 from selfstudy.methods.losses import info_nce
 from selfstudy.train.distributed import all_gather_rows
 
@@ -148,19 +148,12 @@ class MoCo(Method):
     name = "moco"
 
     @dataclass
-    class Config(MethodConfig):
-        lr: float = 1e-3
-        final_lr: float = 1e-6
-        weight_decay: float = 1e-6
-        batch_size: int = 256
-        epochs: int = 100
+    class Config(TwoViewConfig):
         momentum: float = 0.99
         queue_size: int = 4096
         temperature: float = 0.2
-        proj_dim: int = 128
         symmetric: bool = True
         queue_seed: int = 0
-        joint_bn: bool = False
 
         def validate(self) -> None:
             super().validate()
@@ -169,7 +162,6 @@ class MoCo(Method):
             self._check(self.queue_size >= 1, "queue_size", "an integer >= 1")
             self._check(math.isfinite(self.temperature) and self.temperature > 0, "temperature",
                         "a number > 0")
-            self._check(self.proj_dim >= 1, "proj_dim", "an integer >= 1")
 
     def __init__(self, backbone: str, cfg: Config | None = None, **kw):
         super().__init__(backbone, cfg, **kw)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from selfstudy.data.augment import SimCLRAugment
-from selfstudy.methods.base import Method, MethodConfig, encode_views
+from selfstudy.methods.base import Method, TwoViewConfig, encode_views
 from selfstudy.methods.losses import nt_xent
 
 
@@ -42,21 +42,13 @@ class SimCLR(Method):
     name = "simclr"
 
     @dataclass
-    class Config(MethodConfig):
-        lr: float = 1e-3
-        final_lr: float = 1e-6
-        weight_decay: float = 1e-6
-        batch_size: int = 256
-        epochs: int = 100
+    class Config(TwoViewConfig):
         temperature: float = 0.2
-        proj_dim: int = 128
-        joint_bn: bool = False
 
         def validate(self) -> None:
             super().validate()
             self._check(math.isfinite(self.temperature) and self.temperature > 0, "temperature",
                         "a number > 0")
-            self._check(self.proj_dim >= 1, "proj_dim", "an integer >= 1")
 
         def min_batch_size(self) -> int:
             return 2  # the negatives are the other images of the batch

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 from selfstudy.data.augment import SimCLRAugment
 from selfstudy.methods.barlow import mlp3
-from selfstudy.methods.base import Method, MethodConfig, encode_views
+from selfstudy.methods.base import Method, TwoViewConfig, encode_views
 from selfstudy.methods.losses import vicreg_terms
 
 
@@ -39,19 +39,13 @@ class VICReg(Method):
     name = "vicreg"
 
     @dataclass
-    class Config(MethodConfig):
-        lr: float = 1e-3
-        final_lr: float = 1e-6
-        weight_decay: float = 1e-6
-        batch_size: int = 256
-        epochs: int = 100
+    class Config(TwoViewConfig):
         sim_weight: float = 25.0
         var_weight: float = 25.0
         cov_weight: float = 1.0
         gamma: float = 1.0
         hidden_dim: int = 1024
         proj_dim: int = 1024
-        joint_bn: bool = False
 
         def validate(self) -> None:
             super().validate()
@@ -59,8 +53,6 @@ class VICReg(Method):
                 self._check(math.isfinite(getattr(self, name)) and getattr(self, name) >= 0, name,
                             "a number >= 0")
             self._check(math.isfinite(self.gamma) and self.gamma > 0, "gamma", "a number > 0")
-            self._check(self.hidden_dim >= 1, "hidden_dim", "an integer >= 1")
-            self._check(self.proj_dim >= 1, "proj_dim", "an integer >= 1")
 
         def min_batch_size(self) -> int:
             return 2  # variances and covariances over the batch
