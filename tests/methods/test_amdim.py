@@ -141,3 +141,23 @@ def test_gradients_match_the_plain_definition():
     want = torch.autograd.grad(sum(terms) + pen, params)
     for g, w in zip(got, want):
         assert torch.allclose(g, w.float(), rtol=1e-3, atol=1e-5 * w.abs().max().item())
+
+
+def test_score_products_follow_autocast_and_stay_close_to_fp32(monkeypatch):
+    import selfstudy.methods.amdim as amdim_module
+
+    seen = []
+    real_bmm = torch.bmm
+    monkeypatch.setattr(amdim_module.torch, "bmm", lambda a, b: seen.append(a.dtype) or real_bmm(a, b))
+    torch.manual_seed(0)
+    m = amdim(embed_dim=256).eval()  # eval: the same BatchNorm statistics in both runs
+    x = structured_images(8, 32)
+    full = m(make_batch(x, seed=4))
+    assert seen == [torch.float32, torch.float32]
+    seen.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = m(make_batch(x, seed=4))
+    assert seen == [torch.bfloat16, torch.bfloat16]  # the two score products in the autocast dtype
+    assert low["loss"].dtype == torch.float32
+    # The backbone ran in bf16 too; the loss moves by well under a percent.
+    assert low["loss"].item() == pytest.approx(full["loss"].item(), rel=1e-2)

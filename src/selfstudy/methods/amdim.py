@@ -125,7 +125,12 @@ class AMDIM(Method):
         cfg, e = self.cfg, self.cfg.embed_dim
         # One r5 location per image as the 5->5 source.
         loc = randint(gen, 25, (2 * n,), x.device)
-        with torch.autocast(x.device.type, enabled=False):
+        # Under mixed precision the two big score products run in the autocast dtype, as autocast runs
+        # every matmul (the paper trained AMDIM in fp16); their fp32 results and everything else stay
+        # fp32.
+        dev = x.device.type
+        gemm = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+        with torch.autocast(dev, enabled=False):
             m5 = _adaptive_pool(out.maps[self.map5].float(), 5)                  # (2N, C5, 25)
             m7 = _adaptive_pool(out.maps[self.map7].float(), 7)                  # (2N, C7, 49)
             r1 = F.linear(out.pooled.float(), self.embed1.weight, self.embed1.bias)   # (2N, e)
@@ -135,8 +140,8 @@ class AMDIM(Method):
             # Sources (2 directions, rows, width): direction 0 is view 1 -> view 2.
             src5 = torch.stack([torch.cat([r1[:n], r5_src[:n]]), torch.cat([r1[n:], r5_src[n:]])])
             src7 = torch.stack([r1[:n], r1[n:]])
-            z5 = _scores(src5.mul(scale), m5, w5, b5, n)                          # (2, 2n, n, 25)
-            z7 = _scores(src7.mul(scale), m7, self.embed7.weight.flatten(1), self.embed7.bias, n)
+            z5 = _scores(src5.mul(scale), m5, w5, b5, n, gemm)                    # (2, 2n, n, 25)
+            z7 = _scores(src7.mul(scale), m7, self.embed7.weight.flatten(1), self.embed7.bias, n, gemm)
             nce5, sq5 = amdim_nce_scaled(z5.view(4, n, n, 25), cfg.tclip)   # 1->5, 5->5 per direction
             nce7, sq7 = amdim_nce_scaled(z7, cfg.tclip)
         l15, l55 = 0.5 * (nce5[0] + nce5[2]), 0.5 * (nce5[1] + nce5[3])
@@ -156,9 +161,11 @@ def _adaptive_pool(x: torch.Tensor, size: int) -> torch.Tensor:
     return x.flatten(2) @ pool
 
 
-def _scores(src: torch.Tensor, m: torch.Tensor, w: torch.Tensor, b: torch.Tensor, n: int) -> torch.Tensor:
+def _scores(src: torch.Tensor, m: torch.Tensor, w: torch.Tensor, b: torch.Tensor, n: int,
+            gemm_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Scores of sources ``src`` (2, S, e) against the other view's targets ``r = w m + b``:
-    (2, S, n, L); direction 0 scores view 2's targets, direction 1 view 1's.
+    (2, S, n, L) float32; direction 0 scores view 2's targets, direction 1 view 1's. ``gemm_dtype``
+    (bf16/fp16): the final product's inputs are cast to it.
 
     ``m``: (2n, C, L) pooled map, ``w``: (e, C), ``b``: (e,). When C + 1 < e the product runs in the
     C + 1 wide space of ``[m; 1]`` with the sources projected to ``[w^T a, a . b]`` (exact)."""
@@ -173,4 +180,6 @@ def _scores(src: torch.Tensor, m: torch.Tensor, w: torch.Tensor, b: torch.Tensor
     # (2, n L, width) and handed to bmm transposed: the layout the CPU's GEMM reads fastest (the
     # (2, width, n L) layout made the forward product ~1.4x slower at width 129).
     trg = trg.view(2, n, -1, locs).flip(0).transpose(2, 3).reshape(2, n * locs, -1)
-    return torch.bmm(src, trg.transpose(1, 2)).view(2, src.shape[1], n, locs)
+    if gemm_dtype is not None and gemm_dtype != torch.float32:
+        src, trg = src.to(gemm_dtype), trg.to(gemm_dtype)
+    return torch.bmm(src, trg.transpose(1, 2)).float().view(2, src.shape[1], n, locs)
