@@ -285,3 +285,12 @@ def test_after_step_runs_after_each_optimizer_step_before_the_checkpoint(tmp_pat
     assert calls == [(s, 6) for s in range(1, 7)]  # 96 images / 16 per step
     assert not torch.equal(weights[0], weights[1])  # called after the optimizer moved the weights
     assert seen_in_checkpoint["marker"] == 4.0      # the step-4 checkpoint holds the hook's effect
+
+
+def test_the_trainer_keeps_freed_memory_on_a_cpu(monkeypatch):
+    import selfstudy.train.loop as loop
+
+    calls = []
+    monkeypatch.setattr(loop, "retain_freed_memory", lambda: calls.append(1) or True)
+    make()
+    assert calls == [1]
