@@ -33,9 +33,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from selfstudy.data.store import atomic_write_text
     from selfstudy.study.db import ResultsDB
-    from selfstudy.study.report import apply_budget_checks, build_report, summary_table_text
+    from selfstudy.study.runner import write_report
 
     src = Path(args.source)
     if not src.exists():
@@ -52,15 +51,9 @@ def run(args) -> int:
     if not rows:
         raise UserError(f"{db_path} has no finished downstream cells yet: nothing to report "
                         f"(see `selfstudy study status {folder}`)")
-    out = args.out or folder / "report.html"
     meta = {"study": (spec or {}).get("name", "?"), "database": str(db_path), "cells": len(rows)}
-    tolerance = ((spec or {}).get("budget_check") or {}).get("tolerance", 0.01)
-    rows, check_table = apply_budget_checks(rows, checks, tolerance)
-    built = build_report(rows, out, spec, meta, utility_method=args.utility, bootstrap=args.bootstrap,
-                         checks=check_table)
-    summary = summary_table_text(rows, utility_method=args.utility, bootstrap=args.bootstrap,
-                                 checks=check_table)
-    atomic_write_text(Path(built["html"]).parent / "summary.txt", summary + "\n")
+    html, summary = write_report(rows, folder, spec, meta, out_html=args.out, checks=checks,
+                                 utility_method=args.utility, bootstrap=args.bootstrap)
     print(summary)
-    print(f"report: {built['html']}")
+    print(f"report: {html}")
     return 0

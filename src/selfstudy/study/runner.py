@@ -177,11 +177,12 @@ def run_study(spec: Spec, study_dir: str | os.PathLike, executor: Executor | Non
 
 
 def write_report(rows: list[dict], folder: Path, spec: dict | None, meta: dict | None,
-                 out_html: Path | None = None, checks: list[dict] | None = None) -> tuple[Path | None, str]:
-    """Write ``report.html`` (+ figures, ``cells.csv``) and ``summary.txt`` for finished downstream rows
-    (and the budget-check rows that re-ran some of them, see
-    :func:`selfstudy.study.report.apply_budget_checks`). Returns (report path or None when there are
-    no rows, summary text)."""
+                 out_html: Path | None = None, checks: list[dict] | None = None, *,
+                 utility_method: str = "isotonic", bootstrap: int = 1000) -> tuple[Path | None, str]:
+    """Write ``report.html`` (+ figures, ``cells.csv``) and ``summary.txt`` beside it for finished
+    downstream rows (and the budget-check rows that re-ran some of them, see
+    :func:`selfstudy.study.report.apply_budget_checks`); ``utility_method`` and ``bootstrap`` go to the
+    analysis. Returns (report path or None when there are no rows, summary text)."""
     from selfstudy.study.report import apply_budget_checks, build_report, summary_table_text
 
     folder = Path(folder)
@@ -189,9 +190,10 @@ def write_report(rows: list[dict], folder: Path, spec: dict | None, meta: dict |
         return None, "no finished downstream cells yet: nothing to report"
     tolerance = ((spec or {}).get("budget_check") or {}).get("tolerance", 0.01)
     rows, check_table = apply_budget_checks(rows, checks or [], tolerance)
-    summary = summary_table_text(rows, checks=check_table)
+    summary = summary_table_text(rows, utility_method=utility_method, bootstrap=bootstrap, checks=check_table)
     out_html = Path(out_html) if out_html is not None else folder / REPORT_NAME
-    built = build_report(rows, out_html, spec, meta, checks=check_table)
+    built = build_report(rows, out_html, spec, meta, utility_method=utility_method, bootstrap=bootstrap,
+                         checks=check_table)
     atomic_write_text(out_html.parent / SUMMARY_NAME, summary + "\n")
     return Path(built["html"]), summary
 
