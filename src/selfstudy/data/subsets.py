@@ -41,6 +41,22 @@ def class_counts(n: int, classes: np.ndarray, seed: int) -> dict[int, int]:
     return counts
 
 
+def _checked_counts(counts: Iterable[int], seed, n_items: int, split: str) -> list[int]:
+    """``counts`` as a list, after checking the seed (an int >= 0) and every count (an int in
+    1..n_items); raises :class:`UserError` naming what is wrong and what is allowed."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UserError(f"subset seed must be a non-negative integer, got {seed!r}")
+    counts = list(counts)
+    for n in counts:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+            raise UserError(f"label count {n!r} is not allowed; a label count is a positive integer "
+                            f"(at most the {split} split's {n_items} images)")
+        if n > n_items:
+            raise UserError(f"label count {n} is larger than the {split} split, which has {n_items} "
+                            f"images; allowed: 1..{n_items}")
+    return counts
+
+
 def nested_balanced(labels: np.ndarray, counts: Iterable[int], seed: int,
                     split: str = "train") -> dict[int, np.ndarray]:
     """Nested, class-balanced subsets of ``labels`` for every label count in ``counts``.
@@ -61,16 +77,7 @@ def nested_balanced(labels: np.ndarray, counts: Iterable[int], seed: int,
     labels = np.asarray(labels)
     if labels.ndim != 1:
         raise UserError(f"subset labels must be one label per image, got shape {labels.shape}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise UserError(f"subset seed must be a non-negative integer, got {seed!r}")
-    counts = list(counts)
-    for n in counts:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-            raise UserError(f"label count {n!r} is not allowed; a label count is a positive integer "
-                            f"(at most the {split} split's {len(labels)} images)")
-        if n > len(labels):
-            raise UserError(f"label count {n} is larger than the {split} split, which has {len(labels)} "
-                            f"images; allowed: 1..{len(labels)}")
+    counts = _checked_counts(counts, seed, len(labels), split)
     if not counts:
         return {}
     classes, sizes = np.unique(labels, return_counts=True)
@@ -111,16 +118,7 @@ def nested_random(n_items: int, counts: Iterable[int], seed: int,
     Raises:
         UserError: a count is not a positive int or exceeds ``n_items``; the seed is not a non-negative int.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise UserError(f"subset seed must be a non-negative integer, got {seed!r}")
-    counts = list(counts)
-    for n in counts:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-            raise UserError(f"label count {n!r} is not allowed; a label count is a positive integer "
-                            f"(at most the {split} split's {n_items} images)")
-        if n > n_items:
-            raise UserError(f"label count {n} is larger than the {split} split, which has {n_items} "
-                            f"images; allowed: 1..{n_items}")
+    counts = _checked_counts(counts, seed, n_items, split)
     # Stream 3: distinct from nested_balanced's draws (1: class order, 2: per-class permutations).
     order = np.random.default_rng([_SUBSET_STREAM, seed, 3]).permutation(int(n_items))
     return {int(n): np.sort(order[:n]).astype(np.int64) for n in counts}
