@@ -25,6 +25,7 @@ from torch import nn
 
 from selfstudy.data.colour import InputTransform
 from selfstudy.errors import UserError
+from selfstudy.models.base import BackboneOutput
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -309,8 +310,6 @@ def encode_views(encoder: nn.Module, views: Sequence[torch.Tensor], joint: bool 
     ~0.73x the time of one 512-image pass, measured with ``benchmarks/train_throughput.py``), while a
     GPU is usually faster with one large pass.
     """
-    from selfstudy.models.base import BackboneOutput
-
     if joint or len(views) == 1:
         out = encoder(torch.cat(list(views)) if len(views) > 1 else views[0])
         return BackboneOutput(out.pooled, {k: out.maps[k] for k in maps})
