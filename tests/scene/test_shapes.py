@@ -1,6 +1,8 @@
 """Tests of the procedural shape library: contract (frame, dtypes, determinism), mesh validity,
 real variation within a class, differences between classes, and the paper's warp factors."""
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -44,6 +46,35 @@ def test_same_arguments_give_identical_arrays():
         np.testing.assert_array_equal(a.vertices, b.vertices)
         np.testing.assert_array_equal(a.normals, b.normals)
         np.testing.assert_array_equal(a.faces, b.faces)
+
+
+# Hashes of (vertices, normals, faces) bytes recorded with the single-module shapes.py before it was
+# split into one module per class: refactoring the class programs must not move a single bit.
+_MESH_HASHES = {
+    0: ['1b1a11108c4bf577', '16b458ea9ad655b9', '48aa371f2366ad66', 'c222c69a01379f33', '85298b4167ac16c1'],
+    1: ['51239bb486d5ca79', '94a8d6e8439ce059', 'bb4ff960cff27ef5', '03d59c389878d2c0', '7f1fa35ffb82882f'],
+    2: ['39d80e0d050999be', 'd05efe00acd8e97e', '66ad3bd9e3b19e11', 'e09c64654ad66c96', '01c19beeca27f0ea'],
+    3: ['a03122a54362dd0a', 'db5507c0d70deef5', '7ef43df0a251e87a', '805a33aa802353a3', '0a908d367cdb307d'],
+    4: ['60217ea2f4693752', '2e0df028bf75b7b5', '0f6196532255fc4e', 'cee5d198edddc2c2', '0482c68532e8bec6'],
+    5: ['ee8d040ab693e33b', 'efe39e2d45cb508c', '58e38b820b1c5881', '62ff1f5b83e57ff6', 'd8c0cc706958959e'],
+    6: ['7fb21b739e9189dd', '0b109b595d71d49c', 'c848ec6419476da5', '40d79d78e7efc4fe', '9407c0d025a375a3'],
+    7: ['6d3196be9c18c8d3', '2c1528349a94e7c6', '6e2cc7165d17f53c', '0ac27177587c73c9', '263f0883a106d57a'],
+    8: ['17aceb21220f4f00', '1181c1a68ecc67ac', 'c78a7bfb1c90dfa5', '4b7fc448d8897b05', 'f523a1e9a3a267ed'],
+    9: ['3488dc415276298a', 'cc6a310e5d93b432', '70fa0de79a7ad82c', '9e98cadbc1424099', 'd3df7111db174be8'],
+}
+
+
+def _mesh_hash(mesh: Mesh) -> str:
+    digest = hashlib.sha256()
+    for a in (mesh.vertices, mesh.normals, mesh.faces):
+        digest.update(a.tobytes())
+    return digest.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("class_id", range(NUM_CLASSES), ids=CLASSES)
+def test_meshes_are_byte_identical_to_the_recorded_ones(class_id):
+    got = [_mesh_hash(_fresh(class_id, m)) for m in (0, 1, 2, 17, 4321)]
+    assert got == _MESH_HASHES[class_id]
 
 
 def test_different_model_ids_give_different_meshes():
