@@ -9,7 +9,7 @@ import pytest
 from selfstudy.errors import UserError
 from selfstudy.scene import shapes
 from selfstudy.scene.classes import CLASSES, NUM_CLASSES
-from selfstudy.scene.shapes import Mesh, build_model, warp_factors
+from selfstudy.scene.shapes import Mesh, build_model, primitives, warp_factors
 
 MODELS = range(40)
 
@@ -138,11 +138,11 @@ def test_meshes_are_valid_and_face_outward(class_id):
 
 
 @pytest.mark.parametrize("prim, volume", [
-    (shapes._box_prim(), 1.0),
-    (shapes._frustum_prim(12, 1.0), 6 * np.sin(2 * np.pi / 12)),  # inscribed 12-gon prism
-    (shapes._frustum_prim(12, 0.0), 2 * np.sin(2 * np.pi / 12)),  # its cone: a third
-    (shapes._sphere_prim(), None),
-    (shapes._torus_prim(0.25), None),
+    (primitives.box_prim(), 1.0),
+    (primitives.frustum_prim(12, 1.0), 6 * np.sin(2 * np.pi / 12)),  # inscribed 12-gon prism
+    (primitives.frustum_prim(12, 0.0), 2 * np.sin(2 * np.pi / 12)),  # its cone: a third
+    (primitives.sphere_prim(), None),
+    (primitives.torus_prim(0.25), None),
 ])
 def test_unit_primitives_are_closed_outward_and_sized(prim, volume):
     v, n, f = prim
@@ -159,11 +159,11 @@ def test_unit_primitives_are_closed_outward_and_sized(prim, volume):
 
 
 def test_placement_keeps_normals_perpendicular_under_anisotropic_scale():
-    b = shapes._Builder()
-    b.sphere((0.3, -0.2, 0.1), (0.5, 0.1, 0.2), shapes._rot(2, 0.7))
+    b = primitives.Builder()
+    b.sphere((0.3, -0.2, 0.1), (0.5, 0.1, 0.2), primitives.rotation(2, 0.7))
     v, n = b._v[0], b._n[0]
     # For an ellipsoid the true normal is proportional to R diag(1/r^2) R^T (p - c).
-    r = shapes._rot(2, 0.7)
+    r = primitives.rotation(2, 0.7)
     local = (v - (0.3, -0.2, 0.1)) @ r
     expect = (local / np.array([0.5, 0.1, 0.2]) ** 2) @ r.T
     expect /= np.linalg.norm(expect, axis=1, keepdims=True)
@@ -171,19 +171,19 @@ def test_placement_keeps_normals_perpendicular_under_anisotropic_scale():
 
 
 def test_part_frames_are_rotations_that_keep_sideways_sideways():
-    np.testing.assert_allclose(shapes._frame_z((0, 0, 2.0)), np.eye(3))
+    np.testing.assert_allclose(primitives.frame_z((0, 0, 2.0)), np.eye(3))
     for d in np.random.default_rng(1).normal(size=(20, 3)).tolist() + [[0, 1.0, 0], [0, -1.0, 0]]:
-        r = shapes._frame_z(d)
+        r = primitives.frame_z(d)
         np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-12)
         assert np.linalg.det(r) == pytest.approx(1.0)
         np.testing.assert_allclose(r[:, 2], np.array(d) / np.linalg.norm(d), atol=1e-12)
-    b = shapes._Builder()
+    b = primitives.Builder()
     b.beam((0, 0, 0), (2.0, 0, 0), width=0.3, thick=0.1)  # a plank along x: wide across y, thin in z
     np.testing.assert_allclose(np.ptp(b._v[0], axis=0), [2.0, 0.3, 0.1], atol=1e-12)
 
 
 def test_loft_orients_a_prism_outward():
-    b = shapes._Builder()
+    b = primitives.Builder()
     b.prism([(0, 0), (2, 0), (1, 1)], -0.5, 0.5)  # a triangle of area 1, extruded by 1
     v, f = b._v[0], b._f[0]
     assert _signed_volume(v, f) == pytest.approx(1.0)
