@@ -14,7 +14,7 @@ def build(rng: np.random.Generator, b: Builder) -> None:
     depth = rng.uniform(0.32, 0.6)
     base = pick(rng, ("plinth", "legs", "none", "feet"), (3, 3, 2, 1.5))
     base_h = by_kind(rng, base, {"plinth": (0.05, 0.12), "legs": (0.1, 0.28), "none": (0.0, 0.0),
-                                  "feet": (0.04, 0.08)})
+                                 "feet": (0.04, 0.08)})
     if base == "plinth":
         b.box((-0.02, 0, base_h / 2), (depth - 0.06, width - 0.04, base_h))
     elif base in ("legs", "feet"):

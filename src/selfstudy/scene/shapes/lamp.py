@@ -12,7 +12,7 @@ from selfstudy.scene.shapes.primitives import Builder, arc, arr, by_kind, chance
 def build(rng: np.random.Generator, b: Builder) -> None:
     kind = pick(rng, ("floor", "table", "desk", "arc"), (3, 3, 3, 1.5))
     shade_kind = pick(rng, ("drum", "empire", "cone", "dome", "globe"),
-                       (1, 2, 3, 2, 0.5) if kind in ("desk", "arc") else (3, 3, 0.5, 0.5, 1))
+                      (1, 2, 3, 2, 0.5) if kind in ("desk", "arc") else (3, 3, 0.5, 0.5, 1))
 
     def shade(top, down=np.array([0.0, 0, -1]), size=1.0):
         """A shade hanging from ``top`` along ``down``; returns the bulb point."""

@@ -301,7 +301,7 @@ def pick(rng: np.random.Generator, options: Sequence, weights: Sequence[float]):
 
 
 def by_kind(rng: np.random.Generator, kind: str, ranges: dict[str, tuple[float, float]],
-             default: tuple[float, float] | None = None) -> float:
+            default: tuple[float, float] | None = None) -> float:
     """A uniform draw from the (low, high) range listed for ``kind``, else from ``default``."""
     low, high = ranges.get(kind, default)
     return float(rng.uniform(low, high))
@@ -312,7 +312,7 @@ def chance(rng: np.random.Generator, p: float) -> bool:
 
 
 def arc(b: Builder, centre, radius: float, a0: float, a1: float, pieces: int, width: float,
-         thick: float, y: float = 0.0) -> None:
+        thick: float, y: float = 0.0) -> None:
     """Beams along a circular arc in the xz plane (angles in radians from +x, counter-clockwise
     toward +z): fenders, bent lamp arms."""
     cx, cz = centre
@@ -321,6 +321,3 @@ def arc(b: Builder, centre, radius: float, a0: float, a1: float, pieces: int, wi
     for p, q in zip(pts[:-1], pts[1:]):
         b.beam(p, q, width, thick)
 
-
-# ---------------------------------------------------------------------------------------------------
-# The class programs. Each draws its parameters from ``rng`` and adds parts (metres) to ``b``.

@@ -12,7 +12,7 @@ def build(rng: np.random.Generator, b: Builder) -> None:
     seat_w = rng.uniform(0.55, 0.75)
     arm_style = pick(rng, ("box", "rolled", "thin", "none"), (3, 2, 2, 1))
     arm_w = by_kind(rng, arm_style, {"box": (0.15, 0.28), "rolled": (0.15, 0.25), "thin": (0.06, 0.12),
-                                      "none": (0.0, 0.0)})
+                                     "none": (0.0, 0.0)})
     width = seats * seat_w + 2 * arm_w
     depth = rng.uniform(0.8, 1.0)
     legs = chance(rng, 0.55)
@@ -61,7 +61,7 @@ def build(rng: np.random.Generator, b: Builder) -> None:
 
     if arm_style != "none":
         arm_h = min(back_h, by_kind(rng, arm_style, {"box": (0.58, 0.7), "rolled": (0.6, 0.7),
-                                                      "thin": (0.5, 0.65)}))
+                                                     "thin": (0.5, 0.65)}))
         for side in (-1, 1):
             y = side * (width / 2 - arm_w / 2)
             if arm_style == "rolled":

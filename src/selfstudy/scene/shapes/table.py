@@ -14,7 +14,7 @@ def build(rng: np.random.Generator, b: Builder) -> None:
     height = by_kind(rng, kind, {"dining": (0.7, 0.78), "coffee": (0.36, 0.48),
               "bar": (0.95, 1.08), "desk": (0.72, 0.78)})
     shape = pick(rng, ("rect", "round", "oval"), (1, 4, 0.5) if kind == "bar" else (4, 1.5, 0.7)
-                  if kind != "desk" else (1, 0, 0))
+                 if kind != "desk" else (1, 0, 0))
     if kind == "bar":
         span = rng.uniform(0.5, 0.8)
         depth = span
