@@ -4,8 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from selfstudy.data.store import (Dataset, DatasetWriter, atomic_write_text, config_hash,
-                                  write_slice)
+from selfstudy.data.store import Dataset, DatasetWriter, config_hash, write_slice
 from selfstudy.errors import UserError
 
 SCHEMA = {"images": ((4, 4, 3), np.uint8), "label": ((), np.int64), "split": ((), np.uint8)}
@@ -90,13 +89,6 @@ def test_shape_mismatch_is_reported(tmp_path):
     np.save(p / "label.npy", np.zeros(3, np.int64))
     with pytest.raises(UserError, match="corrupted"):
         Dataset(p)["label"]
-
-
-def test_atomic_write_text(tmp_path):
-    f = tmp_path / "x.json"
-    atomic_write_text(f, "hello")
-    assert f.read_text() == "hello"
-    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
 
 
 def test_unwritable_destination_is_a_user_error(tmp_path):

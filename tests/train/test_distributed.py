@@ -7,7 +7,7 @@ import socket
 import torch
 import torch.multiprocessing as mp
 
-from selfstudy.train import distributed
+from selfstudy.core import distributed
 from selfstudy.train.checkpoint import load_checkpoint
 from selfstudy.train.loop import Callback
 from selfstudy.train.pretrain import pretrain

@@ -102,7 +102,7 @@ def emit(args: argparse.Namespace, result: dict) -> None:
     if args.out:
         from pathlib import Path
 
-        from selfstudy.data.store import atomic_write_text
+        from selfstudy.core.io import atomic_write_text
 
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out, text + "\n")

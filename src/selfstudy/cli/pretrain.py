@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
                     seed=args.seed, overrides=args.overrides, space=args.space, device=args.device,
                     precision=args.precision, channels_last=args.channels_last,
                     num_images=args.num_images, progress=not args.no_progress)
-    from selfstudy.train import distributed
+    from selfstudy.core import distributed
 
     if distributed.current().is_main:
         print(path)

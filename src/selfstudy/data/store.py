@@ -27,6 +27,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from selfstudy import __version__
+from selfstudy.core.io import atomic_write_text
 from selfstudy.errors import UserError
 
 MANIFEST = "manifest.json"
@@ -38,21 +39,6 @@ def config_hash(config: Mapping) -> str:
     """A short, stable hash of a JSON-serialisable config (key order does not matter)."""
     blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def file_sha256(path: str | os.PathLike) -> str:

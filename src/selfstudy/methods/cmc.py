@@ -35,13 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfstudy.core.distributed import all_gather_rows
 from selfstudy.data.augment import PaperAugment
 from selfstudy.data.colour import SPACES, split_luma_chroma
 from selfstudy.errors import UserError
 from selfstudy.methods.base import Method, MethodConfig, randint
 from selfstudy.methods.losses import momentum_rows, nce_softmax
 from selfstudy.models.base import Backbone, BackboneOutput
-from selfstudy.train.distributed import all_gather_rows
 
 
 def cmc_stream_backbone(backbone: str) -> str:

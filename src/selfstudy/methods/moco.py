@@ -55,10 +55,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfstudy.core.distributed import all_gather_rows
 from selfstudy.data.augment import SimCLRAugment
 from selfstudy.methods.base import Method, TwoViewConfig, encode_views
 from selfstudy.methods.losses import info_nce
-from selfstudy.train.distributed import all_gather_rows
 
 
 @torch.no_grad()

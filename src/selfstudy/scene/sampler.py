@@ -31,6 +31,7 @@ import numpy as np
 from selfstudy.factors import Factors
 from selfstudy.scene.classes import NUM_CLASSES
 from selfstudy.scene.pose import Camera, paper_rotation
+from selfstudy.scene.shapes import warp_factors
 
 #: Pattern kinds of ``shaders/patterns.glsl``; index 0 is a flat colour.
 KINDS = ("flat", "noise", "stripes", "checks", "cells", "marble", "dots")
@@ -194,8 +195,7 @@ def sample_scenes(factors: Factors | str, rng: np.random.Generator, classes, mod
     warp: per-object axis warp ``warp(rng) -> (3,)``; default :func:`selfstudy.scene.shapes.warp_factors`.
     """
     factors = Factors.parse(factors)
-    if warp is None:
-        from selfstudy.scene.shapes import warp_factors as warp
+    warp = warp_factors if warp is None else warp
     classes = np.asarray(classes, dtype=np.int64)
     model_ids = np.asarray(model_ids, dtype=np.int64)
     n, k = classes.shape

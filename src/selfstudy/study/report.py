@@ -22,10 +22,8 @@ import html
 import io
 import json
 import math
-import os
 import platform
 import re
-import uuid
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -36,12 +34,12 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from selfstudy import __version__
-from selfstudy.data.store import atomic_write_text
+from selfstudy.core.constants import BUDGET_CHECK_TOLERANCE, SCRATCH
+from selfstudy.core.io import atomic_write_bytes, atomic_write_text
 from selfstudy.errors import UserError
 from selfstudy.factors import LETTERS, NAMES, Factors
 from selfstudy.study.utility import METHODS, UtilityPoint, rank_correlation, utility_curve
 
-SCRATCH = "scratch"
 #: The columns a row is expected to have, in the CSV's order; other keys follow, sorted.
 ROW_KEYS = ("cell_id", "dataset", "method", "backbone", "task", "protocol", "n_labels", "seed", "status",
             "metric", "higher_is_better", "test", "val", "test_last", "still_improving", "steps",
@@ -158,7 +156,7 @@ def analyse(rows: Iterable[dict], utility_method: str = "isotonic", bootstrap: i
 
 
 def apply_budget_checks(rows: Iterable[dict], checks: Iterable[dict],
-                        tolerance: float = 0.01) -> tuple[list[dict], list[dict]]:
+                        tolerance: float = BUDGET_CHECK_TOLERANCE) -> tuple[list[dict], list[dict]]:
     """Pair every finished budget-check row (a finetune cell re-run at ``factor`` times its budget;
     ``config["check_of"]`` names the cell) with the row it re-ran, and mark that row ``under_budget``
     when the larger budget raised its validation metric by more than ``tolerance`` (in the metric's
@@ -316,7 +314,7 @@ def build_report(rows: list[dict], out_html: Path, spec: dict | None = None, met
     fig_paths = []
     for name, png, _ in figures:
         path = folder / name
-        _atomic_write_bytes(path, png)
+        atomic_write_bytes(path, png)
         fig_paths.append(path)
     csv_path = folder / "cells.csv"
     atomic_write_text(csv_path, cells_csv(rows))
@@ -1028,16 +1026,3 @@ def _version(package: str) -> str:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return "not installed"
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -29,7 +29,9 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 import yaml
 
-from selfstudy.data.store import atomic_write_text
+from selfstudy.core.constants import BUDGET_CHECK_TOLERANCE
+from selfstudy.core.device import resolve_device
+from selfstudy.core.io import atomic_write_text
 from selfstudy.errors import UserError
 from selfstudy.factors import Factors
 from selfstudy.study.db import DB_NAME, ResultsDB, git_commit
@@ -188,7 +190,7 @@ def write_report(rows: list[dict], folder: Path, spec: dict | None, meta: dict |
     folder = Path(folder)
     if not rows:
         return None, "no finished downstream cells yet: nothing to report"
-    tolerance = ((spec or {}).get("budget_check") or {}).get("tolerance", 0.01)
+    tolerance = ((spec or {}).get("budget_check") or {}).get("tolerance", BUDGET_CHECK_TOLERANCE)
     rows, check_table = apply_budget_checks(rows, checks or [], tolerance)
     summary = summary_table_text(rows, utility_method=utility_method, bootstrap=bootstrap, checks=check_table)
     out_html = Path(out_html) if out_html is not None else folder / REPORT_NAME
@@ -475,15 +477,6 @@ class PipelineCells:
         del common["progress"]  # probes are seconds long: no bar
         fn = getattr(probe, cell.protocol)
         return dict(fn(ds, cell.task, budget=probe.ProbeBudget.from_overrides(options), **common))
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a CUDA GPU is visible, else ``cpu``; anything else as given."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def describe(plan: Plan) -> str:

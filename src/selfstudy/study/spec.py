@@ -61,12 +61,11 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from selfstudy.config import apply_overrides
+from selfstudy.core.constants import BUDGET_CHECK_TOLERANCE, PRECISIONS, SCRATCH
 from selfstudy.errors import UserError
 from selfstudy.factors import Factors
 
-SCRATCH = "scratch"
 PROTOCOLS = ("finetune", "linear", "knn")
-PRECISIONS = ("fp32", "bf16", "fp16")
 SPACES = ("rgb", "lab")
 KINDS = ("pretrain", "downstream", "check")
 
@@ -480,7 +479,7 @@ def _budget_check(raw, protocols: tuple, labels: tuple, methods: tuple, where: s
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 1 < factor <= 100:
         raise UserError(f"{where}: budget_check.factor must be a number in (1, 100], e.g. 2 (twice the "
                         f"budget), got {factor!r}")
-    tol = raw.get("tolerance", 0.01)
+    tol = raw.get("tolerance", BUDGET_CHECK_TOLERANCE)
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < 1e9:
         raise UserError(f"{where}: budget_check.tolerance must be a number >= 0 (in the task metric's "
                         f"units, e.g. 0.01 = one accuracy point), got {tol!r}")

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import random
-import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
+from selfstudy.core.io import atomic_write
 from selfstudy.errors import UserError
 
 
@@ -26,16 +26,7 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(dict(state), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, lambda f: torch.save(dict(state), f))
     for stray in path.parent.glob(f".{path.name}.*.tmp"):
         stray.unlink(missing_ok=True)
     return path

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from selfstudy.core.device import autocast, check_precision, resolve_device
 from selfstudy.errors import UserError
 from selfstudy.tasks import Task, add_sums, get_task
 
@@ -357,15 +358,6 @@ def seeded(seed: int):
         yield
 
 
-def autocast_for(precision: str, device: torch.device):
-    """The autocast context of a precision (``fp32``: none)."""
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    if precision == "fp16":
-        return torch.autocast(device.type, dtype=torch.float16)
-    return contextlib.nullcontext()
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, task: Task, images: torch.Tensor, y: torch.Tensor, *, batch_size: int = 512,
              precision: str = "fp32", channels_last: bool = False) -> dict[str, float]:
@@ -379,7 +371,7 @@ def evaluate(model: nn.Module, task: Task, images: torch.Tensor, y: torch.Tensor
     try:
         for start in range(0, len(images), batch_size):
             x = to_float(images[start:start + batch_size], channels_last=channels_last)
-            with autocast_for(precision, x.device):
+            with autocast(precision, x.device):
                 out = model(x)
             sums = add_sums(sums, task.metric_sums(out.float(), y[start:start + batch_size]))
     finally:
@@ -439,15 +431,6 @@ def prefixed(prefix: str, metrics: Mapping[str, float]) -> dict[str, float]:
     return {f"{prefix}/{k}": float(v) for k, v in metrics.items()}
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    d = torch.device(device)
-    if d.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("device cuda was asked for but no CUDA GPU is visible; use --device cpu")
-    if d.type not in ("cpu", "cuda"):
-        raise UserError(f"unknown device {device!r}; allowed: cpu, cuda, cuda:N")
-    return d
-
-
 def labeled_subset(ds, task: Task, n_labels: int, seed: int) -> tuple[np.ndarray, str]:
     """``(positions within the train split, subset_sha)`` of the ``n_labels``-label subset: nested and
     balanced over object classes (``label``) for every task, so all tasks of a seed share one subset;
@@ -465,14 +448,11 @@ def labeled_subset(ds, task: Task, n_labels: int, seed: int) -> tuple[np.ndarray
 
 
 def check_run_args(n_labels, seed, precision: str) -> None:
-    from selfstudy.train.loop import PRECISIONS
-
     if isinstance(n_labels, bool) or not isinstance(n_labels, (int, np.integer)) or n_labels <= 0:
         raise UserError(f"label count {n_labels!r} is not allowed; it must be a positive integer")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise UserError(f"seed {seed!r} is not allowed; it must be an integer >= 0")
-    if precision not in PRECISIONS:
-        raise UserError(f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
+    check_precision(precision)
 
 
 # ---------------------------------------------------------------------------------------- protocol

@@ -26,7 +26,6 @@ log is rewritten from them, so an epoch is never logged twice.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -40,16 +39,17 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from selfstudy.data.store import atomic_write_text
+from selfstudy.core import distributed
+from selfstudy.core.constants import PRECISIONS
+from selfstudy.core.device import autocast, autocast_dtype
+from selfstudy.core.io import atomic_write_text
 from selfstudy.errors import UserError
-from selfstudy.train import distributed
 from selfstudy.train.allocator import retain_freed_memory
 from selfstudy.train.checkpoint import (capture_rng, check_compatible, load_checkpoint, restore_rng,
                                         save_checkpoint)
 from selfstudy.train.schedule import warmup_linear, warmup_steps
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-PRECISIONS = ("fp32", "bf16", "fp16")
 CHECKPOINT_FORMAT = 1
 #: TrainConfig fields that do not change what a run computes, so a resumed run may change them.
 _NOT_IDENTITY = ("threads", "checkpoint_every")
@@ -326,12 +326,7 @@ class Trainer:
                             "on a CPU use bf16 or fp32")
         if p == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
             raise UserError("precision bf16 is not supported by this GPU; use fp16 or fp32")
-        self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[p]
-
-    def _autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+        self.autocast_dtype = autocast_dtype(p)
 
     def _wrap(self, module: nn.Module, find_unused: bool) -> nn.Module:
         if self.dist.world == 1:
@@ -455,7 +450,7 @@ class Trainer:
         for g in self.optimizer.param_groups:
             g["lr"] = warmup_linear(self.step, self.total_steps, self.warmup, g["peak_lr"], g["final_lr"])
         self.optimizer.zero_grad(set_to_none=True)
-        with self._autocast():
+        with autocast(self.cfg.precision, self.device):
             outputs = self.step_fn(batch)
         if not isinstance(outputs, Mapping) or "loss" not in outputs:
             raise TypeError("step_fn must return a dict with a 'loss' tensor")

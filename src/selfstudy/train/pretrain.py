@@ -34,11 +34,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfstudy.core import distributed
+from selfstudy.core.constants import PRECISIONS
+from selfstudy.core.device import resolve_device
 from selfstudy.errors import UserError
 from selfstudy.scene.classes import NUM_CLASSES
-from selfstudy.train import distributed
 from selfstudy.train.checkpoint import check_compatible, load_checkpoint, save_checkpoint
-from selfstudy.train.loop import PRECISIONS, TrainConfig, Trainer
+from selfstudy.train.loop import TrainConfig, Trainer
 
 FINAL_FORMAT = 1
 #: Online probe optimiser settings: its own parameter group, so the SSL schedule does not starve it.
@@ -216,7 +218,7 @@ def pretrain(data: str | os.PathLike, method: str, backbone: str, *, res: int | 
 
     device = str(device)  # a torch.device works too
     dist = distributed.init_from_env(device)
-    device = _resolve_device(device, dist)
+    device = resolve_device(device, dist)
     ds = _open_data(data, res, num_images, progress=progress and dist.is_main)
     ds_res = int(ds["images"].shape[1])
     if res is not None and res != ds_res:
@@ -283,16 +285,6 @@ def pretrain(data: str | os.PathLike, method: str, backbone: str, *, res: int | 
         save_checkpoint(final_path, final)
     distributed.barrier()
     return final_path
-
-
-def _resolve_device(device: str, dist: distributed.DistInfo) -> torch.device:
-    if dist.world > 1:
-        return torch.device(dist.device)
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise UserError(f"unknown device {device!r}; allowed: cpu, cuda, cuda:N")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("device cuda was asked for but no CUDA GPU is visible; use --device cpu")
-    return torch.device(device)
 
 
 def _is_folder(data: str | os.PathLike) -> bool:

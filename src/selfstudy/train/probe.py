@@ -36,12 +36,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from selfstudy.core.device import autocast, resolve_device
 from selfstudy.errors import UserError
 from selfstudy.tasks import CategoricalTask, Task, add_sums, get_task
-from selfstudy.train.finetune import (TEST_SUBSET_SEED, VAL_SUBSET_SEED, Selection, autocast_for,
-                                      build_encoder, check_run_args, check_task_on, fixed_subset,
-                                      input_transform, labeled_subset, open_data, prefixed, resolve_device,
-                                      resolve_init, seeded, still_improving)
+from selfstudy.train.finetune import (TEST_SUBSET_SEED, VAL_SUBSET_SEED, Selection, build_encoder,
+                                      check_run_args, check_task_on, fixed_subset, input_transform,
+                                      labeled_subset, open_data, prefixed, resolve_init, seeded,
+                                      still_improving)
 
 
 @dataclass
@@ -167,7 +168,7 @@ def encode(encoder: nn.Module, input_tf: nn.Module, task: Task, images: torch.Te
     try:
         for start in range(0, len(images), batch_size):
             x = to_float(images[start:start + batch_size], channels_last=channels_last)
-            with autocast_for(precision, x.device):
+            with autocast(precision, x.device):
                 out.append(task.features(encoder(input_tf(x)), dense_map).float())
     finally:
         encoder.train(was)
