@@ -32,7 +32,11 @@ from selfstudy.errors import UserError
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
-SPLITS = {"train": 0, "val": 1, "test": 2}
+#: Split codes of the ``split`` array. ``unlabeled`` (imported images without a label) is part of the
+#: pretraining pool (:meth:`Dataset.pool_indices`) but of no labeled split.
+SPLITS = {"train": 0, "val": 1, "test": 2, "unlabeled": 3}
+#: The splits pretraining draws its images from: val and test never enter it.
+POOL = ("train", "unlabeled")
 
 
 def config_hash(config: Mapping) -> str:
@@ -179,10 +183,15 @@ class Dataset:
         return self._cache[name]
 
     def indices(self, split: str) -> np.ndarray:
-        """Image indices of ``split`` (``train``, ``val`` or ``test``), ascending."""
+        """Image indices of ``split`` (``train``, ``val``, ``test`` or ``unlabeled``), ascending."""
         if split not in SPLITS:
             raise UserError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
         return np.flatnonzero(np.asarray(self["split"]) == SPLITS[split])
+
+    def pool_indices(self) -> np.ndarray:
+        """Image indices pretraining may see (:data:`POOL`: the labeled train split and the unlabeled
+        images), ascending; the train split alone on a rendered dataset."""
+        return np.flatnonzero(np.isin(np.asarray(self["split"]), [SPLITS[s] for s in POOL]))
 
     def verify(self, names: Iterable[str] | None = None) -> None:
         """Check every array's checksum; raise :class:`UserError` naming the corrupted ones."""

@@ -183,7 +183,7 @@ def pretrain(data: str | os.PathLike, method: str, backbone: str, *, res: int | 
         device: ``cpu`` or ``cuda`` (under ``torchrun`` each process takes its own GPU).
         precision, channels_last: see :class:`TrainConfig`.
         num_images: for a factor string, the dataset size to generate; for a folder, train on the
-            first ``num_images`` training images only.
+            first ``num_images`` images of the pool (train split and unlabeled images) only.
         progress: show progress bars (on a terminal).
         callbacks: :class:`~selfstudy.train.loop.Callback` objects passed to the training loop.
     """
@@ -227,11 +227,11 @@ def pretrain(data: str | os.PathLike, method: str, backbone: str, *, res: int | 
     probe_backbone.check_input_res(ds_res)
     del probe_backbone
 
-    indices = None
+    # The pool: the train split plus any unlabeled images (an imported dataset); never val or test.
+    pool = ds.pool_indices()
     if num_images is not None and _is_folder(data):
-        n_train = len(ds.indices("train"))
-        indices = range(min(num_images, n_train))
-    train = load_split(ds, "train", device, names=("images", "label"), indices=indices)
+        pool = pool[:num_images]
+    train = load_split(ds, None, device, names=("images", "label"), indices=pool)
     train.pop("index")  # the loop's batch["index"] is the position in these tensors (CMC's bank)
     input_tf = InputTransform.fit(train["images"], space)
 
