@@ -180,7 +180,7 @@ def test_presets_load_and_overrides_apply(tmp_path):
     ({"finetune": {"epochz": 3}}, "finetune: .*epochz"),
     ({"finetune": {"max_steps": 0}}, "finetune: .*max_steps"),
     ({"linear": {"stepz": 3}}, "linear: .*stepz"),
-    ({"knn": {"k": 0}}, "knn: .*k=0"),
+    ({"knn": {"k": 0}}, "knn: k must be an integer >= 1, got 0"),
     ({"datasets": {"factors": ["TCVL"], "multi": "yes"}}, "datasets.multi must be true or false, got 'yes'"),
 ])
 def test_bad_specs_are_one_line_user_errors(change, fragment):

@@ -123,7 +123,8 @@ def open_args_data(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from selfstudy.tasks import get_task
-    from selfstudy.train.finetune import Budget, resolve_init
+    from selfstudy.train.budget import Budget
+    from selfstudy.train.finetune import resolve_init
     from selfstudy.train.finetune import run as finetune
 
     # Everything a user can get wrong is checked before any dataset is rendered or loaded.

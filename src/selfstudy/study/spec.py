@@ -64,6 +64,7 @@ from selfstudy.config import apply_overrides
 from selfstudy.core.constants import BUDGET_CHECK_TOLERANCE, PRECISIONS, SCRATCH
 from selfstudy.errors import UserError
 from selfstudy.factors import Factors
+from selfstudy.train.budget import Budget, ProbeBudget
 
 PROTOCOLS = ("finetune", "linear", "knn")
 SPACES = ("rgb", "lab")
@@ -788,57 +789,24 @@ def _check_methods(methods: tuple, backbones: tuple, res: int, where: str) -> No
                 raise UserError(f"{where}: methods.{m.name}: {e}") from None
 
 
-def _protocol_target(protocol: str):
-    """The budget dataclass whose fields a protocol's options may set."""
-    if protocol == "finetune":
-        from selfstudy.train import finetune
-
-        return getattr(finetune, "Budget", None)
-    from selfstudy.train import probe
-
-    return getattr(probe, "ProbeBudget", None)
+def _protocol_budget(protocol: str, options: Mapping, where: str | None = None) -> Budget | ProbeBudget:
+    """The budget a protocol's options give (finetune: :class:`~selfstudy.train.budget.Budget`;
+    linear, knn: :class:`~selfstudy.train.budget.ProbeBudget`), converted and validated."""
+    return (Budget if protocol == "finetune" else ProbeBudget).load(dict(options), where=where)
 
 
 def _check_protocol_options(protocol: str, options: Mapping, where: str) -> None:
-    """Reject options the protocol's budget does not have (finetune:
-    :class:`~selfstudy.train.finetune.Budget`; linear, knn: :class:`~selfstudy.train.probe.ProbeBudget`)
-    and values it refuses."""
-    if not options:
-        return
+    """Reject options the protocol's budget does not have and values it refuses."""
     try:
-        target = _protocol_target(protocol)
-    except ImportError:
-        return
-    if target is None:
-        return
-    try:
-        _make_budget(target, options)
+        _protocol_budget(protocol, options, f"{where}: {protocol}")
     except UserError as e:
-        raise UserError(f"{where}: {protocol}: {e}") from None
-
-
-def _make_budget(cls, options: Mapping):
-    """A budget dataclass from options, through its own ``from_overrides`` (type conversion and
-    validation) when it has one."""
-    make = getattr(cls, "from_overrides", None)
-    if make is not None:
-        return make(dict(options))
-    allowed = [f.name for f in fields(cls)]
-    bad = sorted(set(options) - set(allowed))
-    if bad:
-        raise UserError(f"unknown option(s) {', '.join(bad)}; allowed: {', '.join(allowed)}")
-    return cls(**options)
+        msg = str(e)
+        raise UserError(msg if msg.startswith(where) else f"{where}: {protocol}: {msg}") from None
 
 
 def _resolved_options(protocol: str, options: Mapping) -> dict:
     """A protocol's options with every default filled in (what the cell id hashes)."""
-    try:
-        target = _protocol_target(protocol)
-    except ImportError:
-        target = None
-    if target is not None and is_dataclass(target):
-        return _jsonable(asdict(_make_budget(target, options)))
-    return _jsonable(dict(options))
+    return _jsonable(_protocol_budget(protocol, options).to_dict())
 
 
 def _dataset_dict(data: DataSpec, factors: str) -> dict:

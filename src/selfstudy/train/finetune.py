@@ -37,13 +37,11 @@ Returns the "Downstream result dict" of DESIGN.md.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -52,132 +50,13 @@ from torch import nn
 from selfstudy.core.device import autocast, check_precision, resolve_device
 from selfstudy.errors import UserError
 from selfstudy.tasks import Task, add_sums, get_task
+from selfstudy.train.budget import Budget
 
 #: Rows a labeled subset is tiled up to, so that a Trainer epoch holds many full batches (the paper
 #: tiled small subsets to 10k samples per round, PAPER.md §5.3).
 TILE_ROWS = 10_000
 #: Seeds of the fixed evaluation subsets: the same images for every run, whatever its own seed.
 VAL_SUBSET_SEED, TEST_SUBSET_SEED = 0x7A1, 0x7E57
-
-
-# ------------------------------------------------------------------------------------------- budget
-@dataclass
-class Budget:
-    """How long a downstream run trains, how it is evaluated and when it stops (see the module doc).
-
-    Attributes:
-        epochs: passes over the labeled subset the plan asks for (before clamping).
-        min_steps, max_steps: bounds of the planned optimizer steps.
-        batch_size: images per step.
-        evals: evaluations over the planned run, used when ``eval_every`` is None.
-        eval_every: steps between validation evaluations (None: ``ceil(planned / evals)``).
-        patience: evaluations without an improvement > ``min_delta`` before stopping (0: never stop).
-        min_fraction: early stopping never ends a run before this fraction of its planned steps (the
-            decaying learning rate has to anneal for the later gains to show).
-        min_delta: smallest improvement of the primary metric that counts (None: the task's).
-        late_fraction: the share of the last evaluations that decides ``still_improving``.
-        val_size: validation images scored per evaluation (None or 0: the whole split).
-        test_size: test images scored (None or 0: the whole split).
-        eval_batch: images per forward pass when evaluating.
-        lr, final_lr, weight_decay, warmup_fraction: the optimizer schedule (the paper's values).
-    """
-
-    epochs: float = 200.0
-    min_steps: int = 500
-    max_steps: int = 10000
-    batch_size: int = 128
-    evals: int = 25
-    eval_every: int | None = None
-    patience: int = 8
-    min_fraction: float = 0.5
-    min_delta: float | None = None
-    late_fraction: float = 0.2
-    val_size: int | None = 1000
-    test_size: int | None = None
-    eval_batch: int = 512
-    lr: float = 1e-3
-    final_lr: float = 1e-6
-    weight_decay: float = 1e-4
-    warmup_fraction: float = 0.05
-
-    def validate(self) -> "Budget":
-        """Raise :class:`UserError` naming the first bad field; return ``self``."""
-        def integer(v, lo):
-            return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= lo
-
-        def number(v, lo):
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= lo
-
-        checks = [
-            ("epochs", number(self.epochs, 0) and self.epochs > 0, "a number > 0"),
-            ("min_steps", integer(self.min_steps, 1), "an integer >= 1"),
-            ("max_steps", integer(self.max_steps, 1) and self.max_steps >= self.min_steps,
-             f"an integer >= min_steps ({self.min_steps})"),
-            ("batch_size", integer(self.batch_size, 1), "an integer >= 1"),
-            ("evals", integer(self.evals, 1), "an integer >= 1"),
-            ("eval_every", self.eval_every is None or integer(self.eval_every, 1), "an integer >= 1 or empty"),
-            ("patience", integer(self.patience, 0), "an integer >= 0 (0: no early stopping)"),
-            ("min_fraction", number(self.min_fraction, 0) and self.min_fraction <= 1, "a number in [0, 1]"),
-            ("min_delta", self.min_delta is None or number(self.min_delta, 0), "a number >= 0 or empty"),
-            ("late_fraction", number(self.late_fraction, 0) and 0 < self.late_fraction <= 1,
-             "a number in (0, 1]"),
-            ("val_size", self.val_size is None or integer(self.val_size, 0), "an integer >= 0 or empty"),
-            ("test_size", self.test_size is None or integer(self.test_size, 0), "an integer >= 0 or empty"),
-            ("eval_batch", integer(self.eval_batch, 1), "an integer >= 1"),
-            ("lr", number(self.lr, 0) and self.lr > 0, "a number > 0"),
-            ("final_lr", number(self.final_lr, 0), "a number >= 0"),
-            ("weight_decay", number(self.weight_decay, 0), "a number >= 0"),
-            ("warmup_fraction", number(self.warmup_fraction, 0) and self.warmup_fraction <= 1,
-             "a number in [0, 1]"),
-        ]
-        for name, ok, allowed in checks:
-            if not ok:
-                raise UserError(f"budget: {name}={getattr(self, name)!r} is not allowed; it must be {allowed}")
-        return self
-
-    @classmethod
-    def from_overrides(cls, overrides: Mapping[str, Any] | Sequence[str] | None = None,
-                       base: "Budget | None" = None) -> "Budget":
-        """``base`` (default: the defaults) with fields replaced from a dict or ``key=value`` strings.
-        String values in a dict are read as YAML (``"300"`` -> 300), as on a command line."""
-        from selfstudy.config import parse_override, parse_value
-
-        if overrides is None:
-            overrides = {}
-        if not isinstance(overrides, Mapping):
-            pairs = {}
-            for item in overrides:
-                path, value = parse_override(item)
-                pairs[".".join(path)] = value
-            overrides = pairs
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        bad = sorted(set(overrides) - set(allowed))
-        if bad:
-            raise UserError(f"unknown budget option(s) {', '.join(bad)}; allowed: {', '.join(allowed)}")
-        values = {k: parse_value(v) if isinstance(v, str) else v for k, v in overrides.items()}
-        for name in ("epochs", "lr", "final_lr", "weight_decay", "warmup_fraction", "late_fraction",
-                     "min_delta", "min_fraction"):
-            if isinstance(values.get(name), int) and not isinstance(values.get(name), bool):
-                values[name] = float(values[name])
-        return dataclasses.replace(base or cls(), **values).validate()
-
-    def planned_steps(self, n: int) -> int:
-        """Optimizer steps planned for ``n`` labels: ``clamp(ceil(epochs * n / batch_size), min, max)``."""
-        return int(min(self.max_steps, max(self.min_steps, math.ceil(self.epochs * n / self.batch_size))))
-
-    def resolve(self, n: int, task: Task) -> dict:
-        """Every number the run will use for ``n`` labels (stored with the result)."""
-        steps = self.planned_steps(n)
-        d = dataclasses.asdict(self)
-        d.update(
-            n_labels=int(n),
-            planned_steps=steps,
-            eval_every=self.eval_every or max(1, math.ceil(steps / self.evals)),
-            warmup_steps=int(self.warmup_fraction * steps),
-            min_stop_step=max(int(self.warmup_fraction * steps), int(self.min_fraction * steps)),
-            min_delta=task.min_delta if self.min_delta is None else float(self.min_delta),
-        )
-        return d
 
 
 def still_improving(values: Sequence[float], higher_is_better: bool, min_delta: float,

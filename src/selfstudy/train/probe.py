@@ -27,113 +27,20 @@ are the linear head's final weights at the chosen weight decay).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
 from selfstudy.core.device import autocast, resolve_device
 from selfstudy.errors import UserError
 from selfstudy.tasks import CategoricalTask, Task, add_sums, get_task
+from selfstudy.train.budget import ProbeBudget
 from selfstudy.train.finetune import (TEST_SUBSET_SEED, VAL_SUBSET_SEED, Selection, build_encoder,
                                       check_run_args, check_task_on, fixed_subset, input_transform,
                                       labeled_subset, open_data, prefixed, resolve_init, seeded,
                                       still_improving)
-
-
-@dataclass
-class ProbeBudget:
-    """Settings of the frozen-feature protocols (see the module doc).
-
-    Attributes:
-        steps: optimizer steps of each linear fit.
-        batch_size: features per step (full batch when the subset is no larger).
-        lr, final_lr: Adam's learning rate, decaying linearly from ``lr`` to ``final_lr``.
-        weight_decays: the L2 grid the validation split chooses from.
-        eval_every: steps between validation evaluations of a fit.
-        min_delta: smallest improvement that counts (None: the task's); late_fraction: see
-            :func:`~selfstudy.train.finetune.still_improving`.
-        val_size, test_size: images scored (None or 0: the whole split); the same fixed subsets as
-            finetuning's.
-        feature_batch: images per forward pass while extracting features.
-        k, temperature: the k-NN vote.
-    """
-
-    steps: int = 300
-    batch_size: int = 4096
-    lr: float = 1e-2
-    final_lr: float = 0.0
-    weight_decays: tuple[float, ...] = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
-    eval_every: int = 25
-    min_delta: float | None = None
-    late_fraction: float = 0.2
-    val_size: int | None = 1000
-    test_size: int | None = None
-    feature_batch: int = 512
-    k: int = 20
-    temperature: float = 0.07
-
-    def validate(self) -> "ProbeBudget":
-        def integer(v, lo):
-            return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= lo
-
-        def number(v, lo):
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= lo
-
-        wds = self.weight_decays
-        checks = [
-            ("steps", integer(self.steps, 1), "an integer >= 1"),
-            ("batch_size", integer(self.batch_size, 1), "an integer >= 1"),
-            ("lr", number(self.lr, 0) and self.lr > 0, "a number > 0"),
-            ("final_lr", number(self.final_lr, 0), "a number >= 0"),
-            ("weight_decays", isinstance(wds, (tuple, list)) and len(wds) > 0
-             and all(number(w, 0) for w in wds), "a non-empty list of numbers >= 0"),
-            ("eval_every", integer(self.eval_every, 1), "an integer >= 1"),
-            ("min_delta", self.min_delta is None or number(self.min_delta, 0), "a number >= 0 or empty"),
-            ("late_fraction", number(self.late_fraction, 0) and 0 < self.late_fraction <= 1, "a number in (0, 1]"),
-            ("val_size", self.val_size is None or integer(self.val_size, 0), "an integer >= 0 or empty"),
-            ("test_size", self.test_size is None or integer(self.test_size, 0), "an integer >= 0 or empty"),
-            ("feature_batch", integer(self.feature_batch, 1), "an integer >= 1"),
-            ("k", integer(self.k, 1), "an integer >= 1"),
-            ("temperature", number(self.temperature, 0) and self.temperature > 0, "a number > 0"),
-        ]
-        for name, ok, allowed in checks:
-            if not ok:
-                raise UserError(f"probe budget: {name}={getattr(self, name)!r} is not allowed; it must be {allowed}")
-        self.weight_decays = tuple(float(w) for w in wds)
-        return self
-
-    @classmethod
-    def from_overrides(cls, overrides: Mapping[str, Any] | Sequence[str] | None = None) -> "ProbeBudget":
-        """The defaults with fields replaced from a dict or ``key=value`` strings (string values in a
-        dict are read as YAML)."""
-        from selfstudy.config import parse_override, parse_value
-
-        if overrides is None:
-            overrides = {}
-        if not isinstance(overrides, Mapping):
-            overrides = {".".join(p): v for p, v in map(parse_override, overrides)}
-        allowed = [f for f in cls.__dataclass_fields__]
-        bad = sorted(set(overrides) - set(allowed))
-        if bad:
-            raise UserError(f"unknown probe option(s) {', '.join(bad)}; allowed: {', '.join(allowed)}")
-        values = {k: parse_value(v) if isinstance(v, str) else v for k, v in overrides.items()}
-        for name in ("lr", "final_lr", "temperature", "min_delta", "late_fraction"):
-            if isinstance(values.get(name), int) and not isinstance(values.get(name), bool):
-                values[name] = float(values[name])
-        if "weight_decays" in values:
-            wds = values["weight_decays"]
-            wds = list(wds) if isinstance(wds, (list, tuple)) else [wds]
-            try:  # YAML reads 1e-3 inside a list as a string
-                values["weight_decays"] = [float(w) if isinstance(w, str) else w for w in wds]
-            except ValueError:
-                raise UserError(f"probe option weight_decays={wds!r}: it must be a list of numbers >= 0, "
-                                f"e.g. weight_decays=[0,1e-3,1e-2]") from None
-        return replace(cls(), **values).validate()
 
 
 @dataclass
