@@ -12,9 +12,14 @@
 - one process at a time owns a study folder (an advisory lock, released by the OS when the process
   dies, so a killed run never blocks the next).
 
-Cells run through an :class:`~selfstudy.study.executor.Executor` (in-process by default). What a cell
-*does* is a cell function ``fn(cell) -> result dict``; the default, :class:`PipelineCells`, runs the
-real pipeline, and tests inject their own.
+Cells run through an :class:`~selfstudy.study.executor.Executor` (in-process by default; ``auto``
+picks what is fastest here). A downstream cell starts once its pretraining cell is done, so with
+several workers the scratch cells run while a method pretrains. Every cell runs with the same
+number of torch threads, pinned for the whole study (``$SELFSTUDY_THREADS``, else the count of the
+study's first run, stored in its database), since the thread count changes a cell's numbers: a
+cell gives the same row whichever executor runs it. What a cell *does* is a cell function
+``fn(cell) -> result dict``; the default, :class:`PipelineCells`, runs the real pipeline, and tests
+inject their own.
 """
 
 from __future__ import annotations
@@ -35,12 +40,15 @@ from selfstudy.core.io import atomic_write_text
 from selfstudy.errors import UserError
 from selfstudy.factors import Factors
 from selfstudy.study.db import DB_NAME, ResultsDB, git_commit
-from selfstudy.study.executor import Executor, InProcessExecutor
+from selfstudy.study.executor import (Executor, InProcessExecutor, LocalExecutor, choose_executor,
+                                      make_executor)
 from selfstudy.study.spec import Cell, Plan, Spec
 
 LOCK_NAME = ".lock"
 REPORT_NAME = "report.html"
 SUMMARY_NAME = "summary.txt"
+#: the study database's record of the torch threads every cell of the study runs with
+THREADS_META = "threads_per_cell"
 
 
 @dataclass
@@ -68,17 +76,21 @@ class StudyResult:
         return not self.failed and self.done == self.total
 
 
-def run_study(spec: Spec, study_dir: str | os.PathLike, executor: Executor | None = None,
+def run_study(spec: Spec, study_dir: str | os.PathLike, executor: Executor | str | None = None,
               progress: bool = True, *, cell_fn: Callable[[Cell], Mapping] | None = None,
               data_root: str | os.PathLike | None = None, report: bool = True,
-              out=None) -> StudyResult:
+              out=None, workers: int | None = None) -> StudyResult:
     """Run every unfinished cell of ``spec`` into ``study_dir`` and write the report there.
 
     Args:
         spec: a validated :class:`Spec` (see :func:`selfstudy.study.spec.load_spec`).
         study_dir: the study folder: ``results.sqlite``, ``spec.yaml``, ``pretrain/<cell id>/``,
             ``report.html`` (+ PNGs, ``cells.csv``), ``summary.txt``.
-        executor: where cells run (default: :class:`InProcessExecutor`).
+        executor: where cells run: an :class:`Executor`, or its name (``inprocess``, ``local``,
+            ``ray``, or ``auto``: :func:`~selfstudy.study.executor.choose_executor` decides from the
+            device, the cores and the cells left); default in-process.
+        workers: worker processes of the ``local`` executor (given with ``auto``: local with that
+            many).
         progress: show cells done/total, the current cell and an ETA on stderr.
         cell_fn: what a cell does, ``fn(cell) -> result dict`` (default: the real pipeline,
             :class:`PipelineCells`). If it has a ``prepare(plan, progress)`` method, that runs first.
@@ -98,7 +110,6 @@ def run_study(spec: Spec, study_dir: str | os.PathLike, executor: Executor | Non
     study_dir = Path(study_dir)
     study_dir.mkdir(parents=True, exist_ok=True)
     plan = spec.cells()
-    executor = executor or InProcessExecutor()
     if cell_fn is None:
         cell_fn = PipelineCells(spec, study_dir, data_root=data_root, progress=progress)
 
@@ -113,14 +124,24 @@ def run_study(spec: Spec, study_dir: str | os.PathLike, executor: Executor | Non
         # Budget checks run last, after every cell they re-run: a partial study is still comparable.
         todo_down = [c for c in plan.downstream + plan.checks if status.get(c.id) != "done"]
         already = len(plan) - len(todo_pre) - len(todo_down)
+        threads, threads_note = _pinned_threads(db)
+        executor = _resolve_executor(executor, workers, spec.device, len(todo_pre) + len(todo_down), threads)
+        if threads is None:
+            threads = executor.default_threads or _torch_threads()
+        db.set_meta(THREADS_META, threads)
+        if isinstance(cell_fn, PipelineCells) and executor.slots > 1:
+            cell_fn.progress = False  # bars from several workers would garble the study's own
 
         show = _Progress(len(plan), already, _timings(db, plan), enabled=progress)
         show.plan(todo_pre + todo_down)
+        show.parallel = executor.slots
         checks = f", {len(plan.checks)} budget checks" if plan.checks else ""
         show.say(f"study {spec.name}: {len(plan)} cells ({len(plan.pretrain)} pretraining, "
                  f"{len(plan.downstream)} downstream{checks}); {already} already done"
                  + (f"; {stale} left running by a stopped run will run again" if stale else ""))
-        for note in plan.notes:
+        if todo_pre or todo_down:
+            show.say(f"executor: {_describe_executor(executor, threads)}")
+        for note in plan.notes + ([threads_note] if threads_note else []):
             show.say(f"note: {note}")
 
         failed: list[tuple[str, str]] = []
@@ -130,22 +151,14 @@ def run_study(spec: Spec, study_dir: str | os.PathLike, executor: Executor | Non
                 prepare = getattr(cell_fn, "prepare", None)
                 if prepare is not None:
                     prepare(plan, progress)
-            timed = _Timed(cell_fn)
-            for cell, outcome, wall in _run_phase(executor, timed, todo_pre, db, show):
-                ran += 1
-                _record(db, cell, outcome, wall, failed, show)
-
-            # A downstream cell whose pretraining failed cannot run; it fails with the reason.
-            status = db.statuses(c.id for c in plan.pretrain)
-            runnable = []
-            for c in todo_down:
-                if c.pretrain_id is not None and status.get(c.pretrain_id) != "done":
-                    msg = f"its pretraining cell {c.pretrain_id} did not finish (see that cell's error)"
-                    db.fail(c.id, msg)
-                    failed.append((c.label, msg))
-                else:
-                    runnable.append(c)
-            for cell, outcome, wall in _run_phase(executor, timed, runnable, db, show):
+            timed = _Timed(cell_fn, threads)
+            # Pretraining first (each unblocks many cells), then downstream cells, budget checks last.
+            for cell, outcome, wall in _schedule(executor, timed, todo_pre + todo_down, db, show):
+                if isinstance(outcome, _Blocked):  # its pretraining failed: it cannot run
+                    db.fail(cell.id, outcome.message)
+                    failed.append((cell.label, outcome.message))
+                    show.finish(cell, None, ok=False, message=outcome.message)
+                    continue
                 ran += 1
                 _record(db, cell, outcome, wall, failed, show)
         finally:
@@ -163,7 +176,8 @@ def run_study(spec: Spec, study_dir: str | os.PathLike, executor: Executor | Non
             check_rows = db.rows(status="done", kind="check", cell_ids=[c.id for c in plan.checks])
             meta = {"study": spec.name, "folder": str(study_dir.resolve()), "database": str(result.db_path),
                     "cells": f"{done} of {len(plan)} done" + (f", {len(failed)} failed" if failed else ""),
-                    "device": spec.device, "precision": spec.precision, "executor": executor.name,
+                    "device": spec.device, "precision": spec.precision,
+                    "executor": _describe_executor(executor, threads),
                     "git commit": git_commit() or "unknown"}
             result.report, result.summary = write_report(rows, study_dir, spec.to_dict(), meta,
                                                          checks=check_rows)
@@ -204,37 +218,145 @@ def write_report(rows: list[dict], folder: Path, spec: dict | None, meta: dict |
 
 
 class _Timed:
-    """``fn(cell)`` with its wall time: returns ``(result, seconds)``. A class (not a closure) so that it
-    pickles for Ray."""
+    """``fn(cell)`` with its wall time, run with ``threads`` torch threads: returns ``(result, seconds)``;
+    a result dict gets ``threads`` added. A class (not a closure) so that it pickles for workers."""
 
-    def __init__(self, fn):
+    def __init__(self, fn, threads: int | None = None):
         self.fn = fn
+        self.threads = threads
 
     def __call__(self, cell):
-        t = time.perf_counter()
-        result = self.fn(cell)
-        return result, time.perf_counter() - t
+        restore = _use_threads(self.threads)
+        try:
+            t = time.perf_counter()
+            result = self.fn(cell)
+            seconds = time.perf_counter() - t
+        finally:
+            restore()
+        if isinstance(result, Mapping) and self.threads is not None and "threads" not in result:
+            result = {**result, "threads": self.threads}
+        return result, seconds
 
 
-def _run_phase(executor: Executor, fn, cells: list[Cell], db: ResultsDB,
-               show: "_Progress") -> Iterator[tuple[Cell, object, float | None]]:
-    """Run ``cells`` through ``executor``; yields (cell, result or exception, wall seconds)."""
+def _use_threads(threads: int | None) -> Callable[[], None]:
+    """Run torch (and what reads ``$SELFSTUDY_THREADS``, the Trainer) with ``threads`` threads;
+    returns what restores the previous setting."""
+    if threads is None:
+        return lambda: None
+    import torch
+
+    before, env = torch.get_num_threads(), os.environ.get("SELFSTUDY_THREADS")
+    if before != threads:
+        torch.set_num_threads(threads)
+    os.environ["SELFSTUDY_THREADS"] = str(threads)
+
+    def restore():
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+        if env is None:
+            os.environ.pop("SELFSTUDY_THREADS", None)
+        else:
+            os.environ["SELFSTUDY_THREADS"] = env
+
+    return restore
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _pinned_threads(db: ResultsDB) -> tuple[int | None, str | None]:
+    """The torch threads per cell this run must use: ``$SELFSTUDY_THREADS``, else the study's record
+    from its earlier runs, else None (the executor decides). Plus a note when the two differ."""
+    from selfstudy.train.loop import resolve_threads
+
+    before = db.get_meta(THREADS_META)
+    env = resolve_threads(None)
+    if env is not None:
+        note = None
+        if before is not None and int(before) != env:
+            note = (f"earlier runs of this study ran each cell with {before} torch thread(s), this one with "
+                    f"{env} ($SELFSTUDY_THREADS): the cells run now may differ in their last digits from "
+                    f"what {before} would give")
+        return env, note
+    return (int(before) if before is not None else None), None
+
+
+def _resolve_executor(request, workers: int | None, device: str, cells: int, threads: int | None) -> Executor:
+    """The executor for ``request`` (an Executor, its name, ``auto`` or None), fitted to ``threads``."""
+    if isinstance(request, Executor):
+        if threads is not None and isinstance(request, LocalExecutor):
+            request.fit_threads(threads)
+        return request
+    if request is None:
+        if workers is not None:
+            raise UserError("workers= is for the local executor: pass executor='local' (or 'auto')")
+        return InProcessExecutor()
+    if request == "auto":
+        if workers is not None:
+            return LocalExecutor(workers=workers, threads=threads)
+        return choose_executor(resolve_device(device), cells, threads)
+    if request == "local":
+        return LocalExecutor(workers=workers, threads=threads)
+    return make_executor(request, workers)
+
+
+def _describe_executor(executor: Executor, threads: int | None) -> str:
+    each = f"{threads} torch thread{'s' if threads != 1 else ''} per cell"
+    if isinstance(executor, LocalExecutor):
+        return f"local, {executor.workers} worker process{'es' if executor.workers != 1 else ''}, {each}"
+    return f"{executor.name}, {each}"
+
+
+@dataclass
+class _Blocked:
+    """A cell that cannot run: the pretraining it loads failed."""
+
+    message: str
+
+
+def _schedule(executor: Executor, fn, cells: list[Cell], db: ResultsDB,
+              show: "_Progress") -> Iterator[tuple[Cell, object, float | None]]:
+    """Run ``cells`` through ``executor``, keeping its slots busy, in the order given, except that a
+    cell waits until the pretraining cell it loads (if that is among ``cells``) is done; yields
+    (cell, result or exception, wall seconds), or (cell, :class:`_Blocked`, None) for a cell whose
+    pretraining failed."""
+    waiting = list(cells)
+    unfinished = {c.id for c in cells if c.kind == "pretrain"}
+    broken: set[str] = set()
     started: dict[str, float] = {}
-
-    def feed() -> Iterator[Cell]:
-        # The executor pulls a cell when it starts (or submits) it: that is when it is running.
-        for c in cells:
+    in_flight = 0
+    executor.open(fn)
+    while waiting or in_flight:
+        blocked = [c for c in waiting if c.pretrain_id in broken]
+        for c in blocked:
+            waiting.remove(c)
+            yield c, _Blocked(f"its pretraining cell {c.pretrain_id} did not finish (see that cell's error)"), None
+        while in_flight < executor.slots:
+            i = next((i for i, c in enumerate(waiting) if c.pretrain_id not in unfinished), None)
+            if i is None:
+                break
+            c = waiting.pop(i)
             db.mark_running(c.id)
             started[c.id] = time.perf_counter()
             show.start(c)
-            yield c
-
-    for cell, outcome in executor.map(fn, feed()):
+            executor.submit(c)
+            in_flight += 1
+        if not in_flight:
+            return  # (cannot happen: every cell waits only on a pretraining cell in ``cells``)
+        cell, outcome = executor.next_done()
+        in_flight -= 1
         if isinstance(outcome, BaseException):
-            yield cell, outcome, time.perf_counter() - started.get(cell.id, time.perf_counter())
+            wall = time.perf_counter() - started.get(cell.id, time.perf_counter())
         else:
-            result, seconds = outcome
-            yield cell, result, seconds
+            outcome, wall = outcome
+        if cell.kind == "pretrain":
+            unfinished.discard(cell.id)
+            if isinstance(outcome, BaseException) or not isinstance(outcome, Mapping):
+                broken.add(cell.id)
+        yield cell, outcome, wall
 
 
 def _record(db: ResultsDB, cell: Cell, outcome, wall: float | None, failed: list, show: "_Progress") -> None:
@@ -282,6 +404,8 @@ class _Progress:
         self.enabled = enabled
         self.stream = stream or sys.stderr
         self.remaining: dict[str, int] = {}
+        self.parallel = 1  # cells run at once: the ETA divides by it
+        self.started = done
         self.bar = None
         if enabled and self.stream.isatty():
             from tqdm import tqdm
@@ -302,6 +426,8 @@ class _Progress:
                 seconds += count * sum(self.timings[key]) / len(self.timings[key])
             else:
                 untimed += count
+        left = sum(self.remaining.values())
+        seconds /= max(1, min(self.parallel, left))
         text = _duration(seconds) if seconds or not untimed else "?"
         if untimed and seconds:
             text += f" + {untimed} untimed"
@@ -319,7 +445,8 @@ class _Progress:
         if self.bar is not None:
             self.bar.set_description_str(f"{cell.label} · ETA {self.eta()}")
         elif self.enabled:
-            print(f"[{self.done + 1}/{self.total}] {cell.label} (ETA {self.eta()})", file=self.stream, flush=True)
+            self.started += 1
+            print(f"[{self.started}/{self.total}] {cell.label} (ETA {self.eta()})", file=self.stream, flush=True)
 
     def finish(self, cell: Cell, seconds: float | None, ok: bool, message: str = "") -> None:
         self.done += 1
@@ -333,7 +460,8 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(1)
         elif self.enabled and ok:
-            print(f"      done in {_duration(seconds or 0)}", file=self.stream, flush=True)
+            where = f" {cell.label}" if self.parallel > 1 else ""
+            print(f"      done{where} in {_duration(seconds or 0)}", file=self.stream, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
