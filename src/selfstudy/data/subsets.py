@@ -4,6 +4,11 @@ A label-count sweep must compare like with like, so the subsets it trains on are
 
 - **class-balanced**: ``n`` labels give every class ``n // C`` images; the ``n % C`` left over go one
   each to the first classes of a seeded class order (the same order for every ``n``);
+- **stratified when a class is too small to balance** (imbalanced data, as in defect inspection): a
+  class that has fewer images than its share gives all it has, and the others share the rest the same
+  way. Equivalently, labels are dealt one at a time, round after round, over the seeded class order,
+  skipping a class once it is used up; a subset is a prefix of that deal, so it stays nested, and on
+  data where no class runs out it is exactly the balanced subset above (the same indices);
 - **nested**: each class has one seeded permutation of its images and every subset takes a prefix of
   it, so the 100-label set lies inside the 1,000-label set (more labels only ever *add* images);
 - **seed-stable**: a set depends only on ``(labels, n, seed)``, not on which other counts were asked for.
@@ -28,17 +33,39 @@ from selfstudy.errors import UserError
 _SUBSET_STREAM = 0x5B5E7
 
 
-def class_counts(n: int, classes: np.ndarray, seed: int) -> dict[int, int]:
+def class_counts(n: int, classes: np.ndarray, seed: int, sizes: np.ndarray | None = None) -> dict[int, int]:
     """How many of ``n`` labels each class gets: ``n // C`` each, the remainder one each to the first
     ``n % C`` classes of a seeded order of ``classes``. The order does not depend on ``n``, so the
-    count of every class never decreases as ``n`` grows (which nesting needs)."""
+    count of every class never decreases as ``n`` grows (which nesting needs).
+
+    ``sizes`` (images of each class, aligned with ``classes``) caps every class at its size: the
+    labels are dealt round-robin over the seeded order, skipping used-up classes, i.e. every class gets
+    ``min(size, L)`` for the largest level ``L`` that fits in ``n``, and what is left goes one each to the
+    first classes of the order that still have images. Without a cap that binds, the counts are the
+    uncapped ones. ``n`` must not exceed ``sum(sizes)``.
+    """
     classes = np.asarray(classes)
     order = np.random.default_rng([_SUBSET_STREAM, seed, 1]).permutation(len(classes))
-    q, r = divmod(int(n), len(classes))
-    counts = {int(c): q for c in classes}
-    for rank in order[:r]:
-        counts[int(classes[rank])] += 1
-    return counts
+    if sizes is None:
+        q, r = divmod(int(n), len(classes))
+        counts = {int(c): q for c in classes}
+        for rank in order[:r]:
+            counts[int(classes[rank])] += 1
+        return counts
+    sizes = np.asarray(sizes, dtype=np.int64)
+    if len(sizes) != len(classes) or int(n) > int(sizes.sum()):
+        raise ValueError(f"class_counts: {n} labels from classes of sizes {sizes.tolist()}")
+    lo, hi = 0, int(sizes.max(initial=0))
+    while lo < hi:  # the largest level L with sum(min(sizes, L)) <= n
+        mid = (lo + hi + 1) // 2
+        if int(np.minimum(sizes, mid).sum()) <= n:
+            lo = mid
+        else:
+            hi = mid - 1
+    take = np.minimum(sizes, lo)
+    rest = int(n) - int(take.sum())
+    take[[rank for rank in order if sizes[rank] > lo][:rest]] += 1
+    return {int(c): int(k) for c, k in zip(classes, take)}
 
 
 def _checked_counts(counts: Iterable[int], seed, n_items: int, split: str) -> list[int]:
@@ -59,11 +86,13 @@ def _checked_counts(counts: Iterable[int], seed, n_items: int, split: str) -> li
 
 def nested_balanced(labels: np.ndarray, counts: Iterable[int], seed: int,
                     split: str = "train") -> dict[int, np.ndarray]:
-    """Nested, class-balanced subsets of ``labels`` for every label count in ``counts``.
+    """Nested, class-balanced subsets of ``labels`` for every label count in ``counts``; where a class
+    has fewer images than its balanced share, it gives all of them and the other classes share the rest
+    (see :func:`class_counts`), so the subsets stay nested and stratified on imbalanced data too.
 
     Args:
         labels: (N,) int class of every image of the split (e.g. the train split's ``label``).
-        counts: label counts ``n``; each must be in ``1 .. N`` and leave no class short.
+        counts: label counts ``n``; each must be in ``1 .. N``.
         seed: non-negative int; the same seed gives the same sets for any other ``counts``.
         split: the split's name, only for error messages.
 
@@ -71,8 +100,7 @@ def nested_balanced(labels: np.ndarray, counts: Iterable[int], seed: int,
         ``{n: indices}``: sorted int64 positions into ``labels`` (not dataset indices), ``n`` of them.
 
     Raises:
-        UserError: a count is not a positive int, exceeds the split, or needs more images of a class than
-        the split holds.
+        UserError: a count is not a positive int or exceeds the split; the seed is not a non-negative int.
     """
     labels = np.asarray(labels)
     if labels.ndim != 1:
@@ -90,16 +118,8 @@ def nested_balanced(labels: np.ndarray, counts: Iterable[int], seed: int,
         members[int(c)] = idx[rng.permutation(len(idx))]
     out = {}
     for n in counts:
-        want = class_counts(n, classes, seed)
-        parts = []
-        for c, k in want.items():
-            have = len(members[c])
-            if k > have:
-                raise UserError(
-                    f"label count {n} needs {k} images of class {c}, but the {split} split "
-                    f"({len(labels)} images) has only {have} of it; allowed: at most "
-                    f"{len(classes) * int(sizes.min())} labels for a balanced subset of this split")
-            parts.append(members[c][:k])
+        want = class_counts(n, classes, seed, sizes)
+        parts = [members[c][:k] for c, k in want.items()]
         out[int(n)] = np.sort(np.concatenate(parts)).astype(np.int64)
     return out
 
