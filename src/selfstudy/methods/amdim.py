@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfstudy.config import option
 from selfstudy.data.augment import PaperAugment
 from selfstudy.methods.base import Method, MethodConfig, encode_views, randint
 from selfstudy.methods.losses import amdim_nce_scaled
@@ -56,21 +57,15 @@ class AMDIM(Method):
         weight_decay: float = 1e-5
         batch_size: int = 384
         epochs: int = 50
-        embed_dim: int = 256
-        tclip: float = 30.0
-        penalty: float = 0.05
+        embed_dim: int = option(256, ge=1)
+        tclip: float = option(30.0, gt=0)
+        penalty: float = option(0.05, ge=0)
         joint_bn: bool = False
 
         @classmethod
         def paper_defaults(cls, backbone: str) -> dict[str, Any]:
             # r50: batch 192, 1600 rounds of 25k pairs.
             return {"batch_size": 192, "epochs": 100} if backbone.startswith("resnet50") else {}
-
-        def validate(self) -> None:
-            super().validate()
-            self._check(self.embed_dim >= 1, "embed_dim", "an integer >= 1")
-            self._check(math.isfinite(self.tclip) and self.tclip > 0, "tclip", "a number > 0")
-            self._check(math.isfinite(self.penalty) and self.penalty >= 0, "penalty", "a number >= 0")
 
         def min_batch_size(self) -> int:
             return 2  # the negatives are the other images of the batch

@@ -22,13 +22,13 @@ before trusting a short run in a study.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
+from selfstudy.config import option
 from selfstudy.data.augment import SimCLRAugment
 from selfstudy.methods.base import Method, TwoViewConfig, encode_views
 from selfstudy.methods.losses import barlow_twins_from_correlation, cross_correlation
@@ -53,13 +53,9 @@ class BarlowTwins(Method):
 
     @dataclass
     class Config(TwoViewConfig):
-        lambd: float = 0.0051
-        hidden_dim: int = 1024
+        lambd: float = option(0.0051, ge=0)
+        hidden_dim: int = option(1024, ge=1)
         proj_dim: int = 1024
-
-        def validate(self) -> None:
-            super().validate()
-            self._check(math.isfinite(self.lambd) and self.lambd >= 0, "lambd", "a number >= 0")
 
         def min_batch_size(self) -> int:
             return 2  # batch statistics: the standardisation and the projector's BatchNorm

@@ -14,41 +14,38 @@ passes: each method's default ``epochs`` is that translation for ResNet9 (ResNet
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
 from torch import nn
 
+from selfstudy.config import Config, option
 from selfstudy.data.colour import InputTransform
 from selfstudy.errors import UserError
 from selfstudy.models.base import BackboneOutput
 
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
-
-
 @dataclass
-class MethodConfig:
+class MethodConfig(Config):
     """Hyper-parameters shared by every method; subclasses change the defaults and add fields.
 
     ``lr`` is the peak rate after a linear warm-up of ``warmup_epochs``, then linear decay to
     ``final_lr`` (PAPER.md §5.1); Adam with ``betas``, ``weight_decay`` being Adam's L2 penalty as in
-    the paper. ``epochs`` are real passes over the data.
+    the paper. ``epochs`` are real passes over the data. Every field carries its allowed range
+    (:func:`selfstudy.config.option`); a subclass that only changes a default keeps the rule.
     """
 
     method: ClassVar[str] = "method"
+    config_name: ClassVar[str] = "method"
+    unknown_message: ClassVar[str] = "{where}: unknown option(s) {keys}{hint}; allowed: {allowed}"
 
-    lr: float = 1e-3
-    final_lr: float = 1e-6
-    weight_decay: float = 1e-5
-    batch_size: int = 256
-    epochs: int = 100
-    warmup_epochs: int = 5
-    betas: tuple[float, float] = (0.8, 0.999)
+    lr: float = option(1e-3, gt=0)
+    final_lr: float = option(1e-6, ge=0)
+    weight_decay: float = option(1e-5, ge=0)
+    batch_size: int = option(256, ge=1)
+    epochs: int = option(100, ge=1)
+    warmup_epochs: int = option(5, ge=0)
+    betas: tuple[float, float] = option((0.8, 0.999), ge=0, lt=1, allowed="two numbers in [0, 1)")
 
     # --- construction ------------------------------------------------------------------------------
     @classmethod
@@ -68,50 +65,24 @@ class MethodConfig:
     def from_overrides(cls, overrides: Mapping[str, Any] | None = None, *,
                        backbone: str | None = None, res: int | None = None) -> "MethodConfig":
         """The defaults (for ``backbone`` and ``res`` if given), then ``overrides``, converted and
-        validated.
+        validated (:func:`selfstudy.config.load`).
 
         Values may be strings (from a command line: ``"1e-3"``, ``"true"``, ``"0.8,0.999"``). Unknown
         keys and values that do not convert raise :class:`UserError` naming the allowed keys or type.
         """
-        overrides = dict(overrides or {})
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(overrides) - set(names))
-        if unknown:
-            raise UserError(f"{cls.method}: unknown option(s) {', '.join(map(str, unknown))}; allowed: "
-                            f"{', '.join(names)}")
         values = {**(cls.paper_defaults(backbone) if backbone else {}),
-                  **(cls.resolution_defaults(res) if res else {}), **overrides}
-        hints = typing.get_type_hints(cls)
-        kwargs = {k: _convert(cls.method, k, v, hints[k]) for k, v in values.items()}
-        cfg = cls(**kwargs)
-        cfg.validate()
-        return cfg
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-python values (tuples become lists), for checkpoints and logs."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+                  **(cls.resolution_defaults(res) if res else {}), **dict(overrides or {})}
+        return cls.load(values)
 
     # --- validation --------------------------------------------------------------------------------
-    def validate(self) -> None:
-        """Raise :class:`UserError` for the first value out of its allowed range."""
-        self._check(math.isfinite(self.lr) and self.lr > 0, "lr", "a number > 0")
-        self._check(math.isfinite(self.final_lr) and self.final_lr >= 0, "final_lr", "a number >= 0")
-        self._check(math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay",
-                    "a number >= 0")
-        self._check(self.batch_size >= self.min_batch_size(), "batch_size",
-                    f"an integer >= {self.min_batch_size()}")
-        self._check(self.epochs >= 1, "epochs", "an integer >= 1")
-        self._check(self.warmup_epochs >= 0, "warmup_epochs", "an integer >= 0")
-        self._check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas",
-                    "two numbers in [0, 1)")
+    def check(self) -> None:
+        """Rules between fields and the method's own (:meth:`min_batch_size`); raise :class:`UserError`."""
+        self.require(self.batch_size >= self.min_batch_size(), "batch_size",
+                     f"an integer >= {self.min_batch_size()}")
 
     def min_batch_size(self) -> int:
         """The smallest batch the loss is defined for (contrastive losses need negatives)."""
         return 1
-
-    def _check(self, ok: bool, field: str, allowed: str) -> None:
-        if not ok:
-            raise UserError(f"{self.method}: {field} must be {allowed}, got {getattr(self, field)!r}")
 
 
 @dataclass
@@ -119,69 +90,13 @@ class TwoViewConfig(MethodConfig):
     """What the modern two-view methods here share (SimCLR, MoCo, BYOL, Barlow Twins, VICReg): Adam with
     the paper's schedule at a peak of 1e-3 decaying to 1e-6, weight decay 1e-6 (instead of LARS or SGD;
     batches here are small), a projection of width ``proj_dim``, and ``joint_bn`` (one backbone pass
-    over both views instead of one per view, :func:`encode_views`). ``hidden_dim``, where a method has
-    it, is checked here too."""
+    over both views instead of one per view, :func:`encode_views`)."""
 
     lr: float = 1e-3
     final_lr: float = 1e-6
     weight_decay: float = 1e-6
-    proj_dim: int = 128
+    proj_dim: int = option(128, ge=1)
     joint_bn: bool = False
-
-    def validate(self) -> None:
-        super().validate()
-        self._check(self.proj_dim >= 1, "proj_dim", "an integer >= 1")
-        if hasattr(self, "hidden_dim"):
-            self._check(self.hidden_dim >= 1, "hidden_dim", "an integer >= 1")
-
-
-def _convert(method: str, key: str, value: Any, hint: Any) -> Any:
-    """Convert ``value`` to the field type ``hint`` (float, int, bool, str or tuple[float, ...])."""
-    def fail() -> typing.NoReturn:
-        raise UserError(f"{method}: {key} must be {_type_name(hint)}, got {value!r}")
-
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-            return value.strip().lower() in _TRUE
-        fail()
-    if hint is float:
-        if isinstance(value, bool):
-            fail()
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            fail()
-    if hint is int:
-        if isinstance(value, bool):
-            fail()
-        if isinstance(value, int):
-            return value
-        try:
-            f = float(value)  # accepts "8192" and "1e3"
-        except (TypeError, ValueError):
-            fail()
-        if not math.isfinite(f) or f != int(f):
-            fail()
-        return int(f)
-    if hint is str:
-        if not isinstance(value, str):
-            fail()
-        return value
-    if typing.get_origin(hint) is tuple:
-        args = typing.get_args(hint)
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, (list, tuple)) or len(items) != len(args):
-            fail()
-        return tuple(_convert(method, key, v, t) for v, t in zip(items, args))
-    raise TypeError(f"config field {key} has an unsupported type {hint!r}")  # a bug in a Config
-
-
-def _type_name(hint: Any) -> str:
-    if typing.get_origin(hint) is tuple:
-        return f"{len(typing.get_args(hint))} comma-separated numbers"
-    return {bool: "true or false", float: "a number", int: "an integer", str: "a string"}[hint]
 
 
 class Method(nn.Module):
@@ -208,7 +123,7 @@ class Method(nn.Module):
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
         if "Config" in cls.__dict__:
-            cls.Config.method = cls.name  # so config errors name the method
+            cls.Config.method = cls.Config.config_name = cls.name  # so config errors name the method
 
     def __init__(self, backbone: str, cfg: MethodConfig | None = None, *, in_channels: int = 3,
                  num_train: int = 0, input_state: Mapping | None = None):

@@ -35,6 +35,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from selfstudy.config import option
 from selfstudy.data.augment import SimCLRAugment
 from selfstudy.methods.base import Method, TwoViewConfig, encode_views
 from selfstudy.methods.losses import byol_loss
@@ -60,16 +61,9 @@ class BYOL(Method):
 
     @dataclass
     class Config(TwoViewConfig):
-        momentum: float = 0.99
-        hidden_dim: int = 256
-        momentum_schedule: str = "cosine"
-
-        def validate(self) -> None:
-            super().validate()
-            self._check(self.momentum_schedule in ("cosine", "constant"), "momentum_schedule",
-                        "'cosine' or 'constant'")
-            self._check(math.isfinite(self.momentum) and 0 <= self.momentum < 1, "momentum",
-                        "a number in [0, 1)")
+        momentum: float = option(0.99, ge=0, lt=1)
+        hidden_dim: int = option(256, ge=1)
+        momentum_schedule: str = option("cosine", choices=("cosine", "constant"))
 
         def min_batch_size(self) -> int:
             return 2  # the heads' BatchNorm needs more than one sample

@@ -27,7 +27,6 @@ all ranks, as if one process had seen the whole batch.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -35,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfstudy.config import option
 from selfstudy.core.distributed import all_gather_rows
 from selfstudy.data.augment import PaperAugment
 from selfstudy.data.colour import SPACES, split_luma_chroma
@@ -112,10 +112,10 @@ class CMC(Method):
         weight_decay: float = 1e-5
         batch_size: int = 256
         epochs: int = 100
-        nce_k: int = 8192
-        temperature: float = 0.1
-        momentum: float = 0.2
-        embed_dim: int = 128
+        nce_k: int = option(8192, ge=1)
+        temperature: float = option(0.1, gt=0)
+        momentum: float = option(0.2, ge=0, lt=1)
+        embed_dim: int = option(128, ge=1)
         bank_seed: int = 0
 
         @classmethod
@@ -124,14 +124,6 @@ class CMC(Method):
             if backbone.startswith("resnet50"):
                 return {"lr": 5e-3, "batch_size": 384, "epochs": 200, "momentum": 0.4, "nce_k": 4096}
             return {}
-
-        def validate(self) -> None:
-            super().validate()
-            self._check(self.nce_k >= 1, "nce_k", "an integer >= 1")
-            self._check(math.isfinite(self.temperature) and self.temperature > 0, "temperature",
-                        "a number > 0")
-            self._check(0 <= self.momentum < 1, "momentum", "a number in [0, 1)")
-            self._check(self.embed_dim >= 1, "embed_dim", "an integer >= 1")
 
     def __init__(self, backbone: str, cfg: Config | None = None, **kw):
         super().__init__(backbone, cfg, **kw)

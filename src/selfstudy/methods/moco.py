@@ -47,7 +47,6 @@ first K / N steps contrast partly against noise.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -55,6 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfstudy.config import option
 from selfstudy.core.distributed import all_gather_rows
 from selfstudy.data.augment import SimCLRAugment
 from selfstudy.methods.base import Method, TwoViewConfig, encode_views
@@ -149,19 +149,11 @@ class MoCo(Method):
 
     @dataclass
     class Config(TwoViewConfig):
-        momentum: float = 0.99
-        queue_size: int = 4096
-        temperature: float = 0.2
+        momentum: float = option(0.99, ge=0, lt=1)
+        queue_size: int = option(4096, ge=1)
+        temperature: float = option(0.2, gt=0)
         symmetric: bool = True
         queue_seed: int = 0
-
-        def validate(self) -> None:
-            super().validate()
-            self._check(math.isfinite(self.momentum) and 0 <= self.momentum < 1, "momentum",
-                        "a number in [0, 1)")
-            self._check(self.queue_size >= 1, "queue_size", "an integer >= 1")
-            self._check(math.isfinite(self.temperature) and self.temperature > 0, "temperature",
-                        "a number > 0")
 
     def __init__(self, backbone: str, cfg: Config | None = None, **kw):
         super().__init__(backbone, cfg, **kw)

@@ -15,13 +15,13 @@ pass of 2N, as SimCLR's global BN (see :func:`~selfstudy.methods.base.encode_vie
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
+from selfstudy.config import option
 from selfstudy.data.augment import SimCLRAugment
 from selfstudy.methods.base import Method, TwoViewConfig, encode_views
 from selfstudy.methods.losses import nt_xent
@@ -43,12 +43,7 @@ class SimCLR(Method):
 
     @dataclass
     class Config(TwoViewConfig):
-        temperature: float = 0.2
-
-        def validate(self) -> None:
-            super().validate()
-            self._check(math.isfinite(self.temperature) and self.temperature > 0, "temperature",
-                        "a number > 0")
+        temperature: float = option(0.2, gt=0)
 
         def min_batch_size(self) -> int:
             return 2  # the negatives are the other images of the batch

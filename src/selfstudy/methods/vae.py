@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfstudy.config import option
 from selfstudy.data.augment import PaperAugment
 from selfstudy.methods.base import Method, MethodConfig, randn
 from selfstudy.methods.losses import gaussian_kl
@@ -79,9 +80,9 @@ class VAE(Method):
         weight_decay: float = 1e-5
         batch_size: int = 512
         epochs: int = 100
-        kl_weight: float = 1e-5
+        kl_weight: float = option(1e-5, ge=0)
         decode_res: int = 64
-        decoder_width: int = 256
+        decoder_width: int = option(256, ge=4)
 
         @classmethod
         def paper_defaults(cls, backbone: str) -> dict[str, Any]:
@@ -93,14 +94,11 @@ class VAE(Method):
             # then resized up, losing nothing).
             return {"decode_res": min(1024, max(8, 1 << (int(res) - 1).bit_length()))}
 
-        def validate(self) -> None:
-            super().validate()
-            self._check(self.kl_weight >= 0 and math.isfinite(self.kl_weight), "kl_weight",
-                        "a number >= 0")
+        def check(self) -> None:
+            super().check()
             r = self.decode_res
-            self._check(8 <= r <= 1024 and r & (r - 1) == 0, "decode_res",
-                        "a power of two from 8 to 1024 (e.g. 32, 64, 128)")
-            self._check(self.decoder_width >= 4, "decoder_width", "an integer >= 4")
+            self.require(8 <= r <= 1024 and r & (r - 1) == 0, "decode_res",
+                         "a power of two from 8 to 1024 (e.g. 32, 64, 128)")
 
     def __init__(self, backbone: str, cfg: Config | None = None, **kw):
         super().__init__(backbone, cfg, **kw)

@@ -19,10 +19,10 @@ images at lr 4e-3, batch 128: 33.3 % vs 20.1 % at random initialisation (SimCLR:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from selfstudy.config import option
 from selfstudy.data.augment import SimCLRAugment
 from selfstudy.methods.barlow import mlp3
 from selfstudy.methods.base import Method, TwoViewConfig, encode_views
@@ -40,19 +40,12 @@ class VICReg(Method):
 
     @dataclass
     class Config(TwoViewConfig):
-        sim_weight: float = 25.0
-        var_weight: float = 25.0
-        cov_weight: float = 1.0
-        gamma: float = 1.0
-        hidden_dim: int = 1024
+        sim_weight: float = option(25.0, ge=0)
+        var_weight: float = option(25.0, ge=0)
+        cov_weight: float = option(1.0, ge=0)
+        gamma: float = option(1.0, gt=0)
+        hidden_dim: int = option(1024, ge=1)
         proj_dim: int = 1024
-
-        def validate(self) -> None:
-            super().validate()
-            for name in ("sim_weight", "var_weight", "cov_weight"):
-                self._check(math.isfinite(getattr(self, name)) and getattr(self, name) >= 0, name,
-                            "a number >= 0")
-            self._check(math.isfinite(self.gamma) and self.gamma > 0, "gamma", "a number > 0")
 
         def min_batch_size(self) -> int:
             return 2  # variances and covariances over the batch
