@@ -14,6 +14,12 @@ two-view methods >= 0.4x (MoCo and BYOL, which also run a momentum network over 
 ``ratio_per_view`` = ratio x views: one minus it is roughly the share of a step spent outside the
 backbone passes.
 
+How well the bare step uses the machine: ``reference_gflops`` is the bare step's arithmetic rate (its
+forward+backward FLOPs per image, counted by ``torch.utils.flop_counter`` on one step, times its
+images/s), and ``reference_fraction_of_matmul`` divides it by the rate of a 2048x2048 bf16 matrix
+product timed in the same run (samples before and after the methods, interleaved with the load
+the machine had then): the ceiling the CPU's matrix units reach on a shape they like.
+
 Both sides run with :func:`selfstudy.train.allocator.retain_freed_memory` (what the Trainer does on a
 CPU): with glibc's defaults, the page faults of freshly mapped activation memory made the reference
 step ~30 % slower when timed alone.
@@ -36,7 +42,7 @@ from selfstudy.data.colour import InputTransform
 from selfstudy.methods import METHODS, build_method
 from selfstudy.models import build_backbone
 from selfstudy.train.allocator import retain_freed_memory
-from selfstudy.train.loop import Callback, TrainConfig, Trainer, resolve_threads
+from selfstudy.train.loop import AfterStep, Callback, TrainConfig, Trainer, resolve_threads
 from selfstudy.train.pretrain import PretrainModule
 
 #: Augmented views each method encodes per input image (CMC's two streams see one view each).
@@ -74,6 +80,36 @@ class Reference:
         return time.perf_counter() - start
 
 
+def matmul_gflops(dtype: torch.dtype = torch.bfloat16, size: int = 2048, repeats: int = 9) -> list[float]:
+    """GFLOP/s of ``repeats`` timed ``size``-square matrix products (after two untimed ones)."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=g).to(dtype)
+    b = torch.randn(size, size, generator=g).to(dtype)
+    for _ in range(2):
+        a @ b
+    out = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        out.append(2 * size ** 3 / (time.perf_counter() - start) / 1e9)
+    return out
+
+
+def step_gflop_per_image(backbone: str, res: int, bf16: bool) -> float:
+    """Forward+backward GFLOP per image of the bare step (the reference's backbone and head)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model = build_backbone(backbone)
+    head = nn.Linear(model.out_dim, 10)
+    x = torch.rand(8, 3, res, res)
+    with FlopCounterMode(display=False) as counter:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = head(model(x).pooled)
+        F.cross_entropy(logits.float(), torch.zeros(8, dtype=torch.long)).backward()
+    return counter.get_total_flops() / 8 / 1e9
+
+
 class Interleave(Callback):
     """After each method step, time one reference step, so both see the same load from other
     processes; a method step's time is from the end of that reference step to the next step's end."""
@@ -104,7 +140,7 @@ def measure(name: str, backbone: str, data: dict, batch: int, res: int, steps: i
                       precision="bf16" if bf16 else "fp32", channels_last=bf16)
     ref_x = data["images"][:batch].permute(0, 3, 1, 2).float().div(255).contiguous()
     timer = Interleave(Reference(backbone, ref_x, data["label"][:batch], bf16))
-    Trainer(module, cfg, data, callbacks=[timer], progress=False, after_step=method.after_step).run()
+    Trainer(module, cfg, data, callbacks=[AfterStep(method.after_step), timer], progress=False).run()
     return statistics.median(timer.method[warmup:]), statistics.median(timer.ref[warmup:])
 
 
@@ -129,6 +165,7 @@ def main() -> None:
     n = args.batch * (args.warmup + args.repeats + 3)
     data = {"images": torch.randint(0, 256, (n, args.res, args.res, 3), generator=g, dtype=torch.uint8),
             "label": torch.randint(0, 10, (n,), generator=g)}
+    matmul = matmul_gflops(torch.bfloat16)
     results, ref_all = {}, []
     for name in args.methods.split(","):
         sec, ref = measure(name, args.backbone, data, args.batch, args.res, args.repeats, args.warmup,
@@ -142,17 +179,26 @@ def main() -> None:
                          "ratio_per_view": round(views * ref / sec, 3)}
         if name in EXPECTED_MIN_RATIO:
             results[name]["expected_min_ratio"] = EXPECTED_MIN_RATIO[name]
+    matmul += matmul_gflops(torch.bfloat16)
+    ref_ips = args.batch / statistics.median(ref_all)
+    gflop = step_gflop_per_image(args.backbone, args.res, args.bf16)
+    matmul_rate = statistics.median(matmul)
     print(json.dumps({
         "benchmark": "train_throughput",
         "backbone": args.backbone, "res": args.res, "batch": args.batch,
         "precision": "bf16+channels_last" if args.bf16 else "fp32",
         "threads": torch.get_num_threads(),
-        "reference_images_per_s": round(args.batch / statistics.median(ref_all), 1),
+        "reference_images_per_s": round(ref_ips, 1),
+        "reference_gflop_per_image": round(gflop, 4),
+        "reference_gflops": round(gflop * ref_ips, 1),
+        "matmul_bf16_2048_gflops": round(matmul_rate, 1),
+        "reference_fraction_of_matmul": round(gflop * ref_ips / matmul_rate, 3),
         "methods": results,
         "note": "images/s counts input images; two-view methods (views=2) encode two views per image "
                 "(ratio_per_view = ratio x views). "
                 "ratio = method / bare supervised step (pre-made float tensors, no augmentation), the "
-                "reference steps alternate with the method's steps; medians of repeats after warm-up.",
+                "reference steps alternate with the method's steps; medians of repeats after warm-up. "
+                "reference_fraction_of_matmul = the bare step's GFLOP/s over a 2048^2 bf16 matmul's.",
     }))
 
 

@@ -329,3 +329,32 @@ def test_real_cells_give_the_same_rows_inprocess_and_in_two_workers(tmp_path, on
 
     got, want = rows(tmp_path / "local"), rows(tmp_path / "inproc")
     assert len(got) == len(spec.cells().downstream) and got == want
+
+
+@pytest.mark.slow
+def test_a_study_through_a_real_local_ray_gives_the_inprocess_rows(tmp_path):
+    """``selfstudy study run --executor ray`` with ``RAY_ADDRESS`` empty (unset): a local Ray starts and
+    the cells give the rows of an in-process run, numbers included."""
+    pytest.importorskip("ray")
+    pytest.importorskip("selfstudy.data.generate")
+    overrides = ["protocols=[finetune]", "labels=[20]", "budget_check={}"]
+    data = tmp_path / "data"
+    env = {**os.environ, "RAY_ADDRESS": "", "SELFSTUDY_THREADS": "1", "SELFSTUDY_RAY_CPUS": "1",
+           "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    cmd = [sys.executable, "-m", "selfstudy", "study", "run", "smoke", "--data-root", str(data),
+           "--no-progress", "--no-report", *overrides]
+    inproc = subprocess.run([*cmd, "--dir", str(tmp_path / "inproc"), "--executor", "inprocess"],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert inproc.returncode == 0, inproc.stderr
+    ray = subprocess.run([*cmd, "--dir", str(tmp_path / "ray"), "--executor", "ray"],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert ray.returncode == 0, ray.stderr
+    assert "Traceback" not in ray.stderr and "executor: ray, 1 torch thread per cell" in ray.stderr
+
+    def rows(study):
+        with ResultsDB.open(study) as db:
+            return {r["cell_id"]: (r["status"], r["test"], r["val"], r["steps"], r["subset_sha"],
+                                   json.dumps(r["result"].get("curve"))) for r in db.rows(kind=None)}
+
+    got, want = rows(tmp_path / "ray"), rows(tmp_path / "inproc")
+    assert len(got) == 3 and got == want  # a pretraining and two finetune cells

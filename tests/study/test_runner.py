@@ -203,7 +203,7 @@ def test_executors(tmp_path):
     try:
         import ray  # noqa: F401
     except ImportError:
-        with pytest.raises(UserError, match="pip install ray"):
+        with pytest.raises(UserError, match="the ray executor needs Ray"):
             RayExecutor()
 
 
@@ -251,6 +251,16 @@ class _FakeRay:
         if ref.kind == "err":
             raise ref.value
         return ref.value
+
+
+@pytest.mark.parametrize("value, want", [("", None), ("  ", None), ("ray://head:10001", "ray://head:10001")])
+def test_an_empty_ray_address_means_unset(monkeypatch, value, want):
+    fake = _FakeRay(0)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setenv("RAY_ADDRESS", value)
+    RayExecutor()
+    assert fake.address == want
+    assert os.environ.get("RAY_ADDRESS") == (value if want else None)
 
 
 @pytest.mark.parametrize("gpus", [2, 0])

@@ -15,6 +15,7 @@ _RUN_EPILOG = """examples:
   selfstudy study run quick                       # the demo: a few minutes on a 2-core CPU
   selfstudy study run quick labels=[100,1000] seeds=[0,1]
   selfstudy study run paper --dir /shared/paper --executor ray    # the paper's grid on a Ray cluster
+  selfstudy study run quick --executor local --workers 4          # 4 cells at a time on this machine
   selfstudy study run my_study.yaml methods.rotation.epochs=30 finetune.max_steps=2000
 
 Interrupted (Ctrl-C, a crash, kill -9)? Run the same command again: finished cells are kept and
@@ -62,8 +63,14 @@ def register(subparsers) -> None:
     r.add_argument("overrides", nargs="*", metavar="key.sub=value", help="spec overrides, YAML-typed")
     r.add_argument("--dir", type=Path, default=None,
                    help=f"study folder (default: {DEFAULT_ROOT}/<spec name>)")
-    r.add_argument("--executor", choices=("inprocess", "ray"), default="inprocess",
-                   help="where cells run (default: inprocess; ray fans them out over a cluster)")
+    r.add_argument("--executor", choices=("auto", "inprocess", "local", "ray"), default="auto",
+                   help="where cells run: local runs them in --workers processes on this machine, "
+                        "inprocess one after another, ray fans them out over a cluster; auto (the default) "
+                        "picks local with a worker per core on a CPU with 2+ cores, else inprocess")
+    r.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="worker processes of the local executor (default: one per core); each runs "
+                        "cores // N torch threads ($SELFSTUDY_THREADS sets them; a study keeps the count "
+                        "of its first run, since it changes the numbers)")
     r.add_argument("--data-root", type=Path, default=None,
                    help="where datasets are rendered and reused (default: $SELFSTUDY_DATA or ./data/datasets)")
     r.add_argument("--no-progress", action="store_true", help="no progress display")
@@ -90,18 +97,24 @@ def register(subparsers) -> None:
 
 
 def run_run(args) -> int:
-    from selfstudy.study.executor import make_executor
     from selfstudy.study.runner import run_study
     from selfstudy.study.spec import load_spec
 
     spec = load_spec(args.spec, args.overrides)
     study_dir = args.dir or Path(DEFAULT_ROOT) / spec.name
-    executor = make_executor(args.executor)
-    result = run_study(spec, study_dir, executor=executor, progress=not args.no_progress,
-                       data_root=args.data_root, report=not args.no_report)
+    if args.workers is not None and args.executor not in ("auto", "local"):
+        raise UserError(f"--workers is for the local executor, not --executor {args.executor}")
+    result = run_study(spec, study_dir, executor=args.executor, workers=args.workers,
+                       progress=not args.no_progress, data_root=args.data_root, report=not args.no_report)
     print(f"{result.done}/{result.total} cells done in {study_dir} "
           f"({result.ran} run now, {result.seconds:.0f} s)", file=sys.stderr)
     return 0 if result.ok else 1
+
+
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: give an integer >= 1")
+    return int(text)
 
 
 def run_cells(args) -> int:
