@@ -8,7 +8,7 @@ from torch import nn
 
 from selfstudy.errors import UserError
 from selfstudy.train.checkpoint import load_checkpoint
-from selfstudy.train.loop import Callback, TrainConfig, Trainer, TrainingDiverged
+from selfstudy.train.loop import AfterStep, Callback, TrainConfig, Trainer, TrainingDiverged
 from selfstudy.train.schedule import warmup_linear
 
 
@@ -279,8 +279,8 @@ def test_after_step_runs_after_each_optimizer_step_before_the_checkpoint(tmp_pat
         weights.append(model.fc.weight.detach().clone())
         model.marker += 1  # state the hook changes, as an EMA target would
 
-    trainer = Trainer(model, cfg, toy_data(), out_dir=tmp_path, callbacks=[Watch()], progress=False,
-                      after_step=hook)
+    trainer = Trainer(model, cfg, toy_data(), out_dir=tmp_path, callbacks=[AfterStep(hook), Watch()],
+                      progress=False)
     trainer.run()
     assert calls == [(s, 6) for s in range(1, 7)]  # 96 images / 16 per step
     assert not torch.equal(weights[0], weights[1])  # called after the optimizer moved the weights
@@ -294,3 +294,88 @@ def test_the_trainer_keeps_freed_memory_on_a_cpu(monkeypatch):
     monkeypatch.setattr(loop, "retain_freed_memory", lambda: calls.append(1) or True)
     make()
     assert calls == [1]
+
+
+# --- one hook mechanism, stopping as a flag ----------------------------------------------------------
+
+
+class Events(Callback):
+    """Records every hook call; asks the trainer to stop after step ``at`` (with an annealing tail)."""
+
+    def __init__(self, at=None, anneal=0):
+        self.at, self.anneal, self.calls, self.lrs = at, anneal, [], []
+
+    def after_optimizer_step(self, trainer, step):
+        self.calls.append(("after_optimizer_step", step))
+        self.lrs.append(trainer.lr)  # the rate the step just taken used
+
+    def on_step_end(self, trainer, step, outputs):
+        self.calls.append(("on_step_end", step))
+        if step == self.at:
+            trainer.stop(self.anneal)
+
+    def on_epoch_end(self, trainer, record):
+        self.calls.append(("on_epoch_end", record["step"]))
+
+    def on_train_end(self, trainer):
+        self.calls.append(("on_train_end", trainer.step))
+
+
+def test_callbacks_must_subclass_callback():
+    class Duck:
+        def on_step_end(self, trainer, step, outputs):
+            pass
+
+    with pytest.raises(TypeError, match="Callback"):
+        make(callbacks=[Duck()])
+
+
+def test_hooks_run_in_order_for_every_step():
+    ev = Events()
+    t = make(callbacks=[ev], epochs=1)  # 6 steps
+    t.run()
+    per_step = [c for c in ev.calls if c[0] in ("after_optimizer_step", "on_step_end")]
+    assert per_step == [(name, s) for s in range(1, 7) for name in ("after_optimizer_step", "on_step_end")]
+    assert ev.calls[-1] == ("on_train_end", 6) and ("on_epoch_end", 6) in ev.calls
+
+
+def test_a_stopped_run_still_saves_ends_and_meets_the_barrier(tmp_path, monkeypatch):
+    import selfstudy.train.loop as loop
+
+    barriers = []
+    monkeypatch.setattr(loop.distributed, "barrier", lambda: barriers.append(1))
+    ev = Events(at=8)  # mid-way through the second epoch (6 steps an epoch)
+    t = make(tmp_path, callbacks=[ev], checkpoint_every=0)
+    history = t.run()
+    assert t.step == 8 and t.end_step == 8 and t.stopped_early and t.total_steps == 18
+    assert ev.calls[-1] == ("on_train_end", 8) and barriers == [1]
+    assert [r["step"] for r in history] == [6, 8] and history[-1]["partial"] is True
+    saved = load_checkpoint(tmp_path / "last.pt")
+    assert saved["position"]["step"] == 8 and saved["position"]["end_step"] == 8
+    # A rerun finds the run finished: it trains no further and keeps the weights.
+    again = make(tmp_path, callbacks=[Events()], checkpoint_every=0)
+    again.run()
+    assert again.step == 8 and again.stopped_early
+    for a, b in zip(t.module.state_dict().values(), again.module.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_stop_with_a_tail_anneals_linearly_to_the_final_rate():
+    ev = Events(at=7, anneal=4)
+    t = make(callbacks=[ev], lr=1e-2, final_lr=1e-4)  # 18 planned steps
+    t.run()
+    assert t.step == 11 and t.stopped_early
+    used = ev.lrs  # the rate of each step taken: steps 1-7 on the plan, 8-11 the tail
+    planned = [warmup_linear(k, 18, t.warmup, 1e-2, 1e-4) for k in range(7)]
+    assert used[:7] == planned
+    start = used[6]
+    assert used[7:] == pytest.approx([start + (1e-4 - start) * j / 4 for j in (1, 2, 3, 4)])
+    assert t.lr == pytest.approx(1e-4)  # ended annealed
+
+
+def test_stop_after_the_plan_would_end_changes_nothing():
+    ev = Events(at=15, anneal=10)  # the plan ends at 18, sooner than the tail would
+    t = make(callbacks=[ev])
+    t.run()
+    assert t.step == 18 and not t.stopped_early
+    assert ev.lrs == [warmup_linear(k, 18, t.warmup, 1e-2, 1e-4) for k in range(18)]

@@ -50,6 +50,7 @@ from torch import nn
 from selfstudy.core.device import autocast, check_precision, resolve_device
 from selfstudy.errors import UserError
 from selfstudy.tasks import Task, add_sums, get_task
+from selfstudy.train.loop import Callback, TrainConfig, Trainer
 from selfstudy.train.budget import Budget
 
 #: Rows a labeled subset is tiled up to, so that a Trainer epoch holds many full batches (the paper
@@ -258,11 +259,7 @@ def evaluate(model: nn.Module, task: Task, images: torch.Tensor, y: torch.Tensor
     return task.metrics_from_sums(sums) if sums is not None else {}
 
 
-class EarlyStop(Exception):
-    """Raised by :class:`Selection` to end a Trainer run early (caught by the protocol)."""
-
-
-class Selection:
+class Selection(Callback):
     """A Trainer callback: scores the model on validation every ``eval_every`` steps and at the last
     step, keeps the best weights, and stops the run after ``patience`` evaluations without an
     improvement of more than ``min_delta`` (never before step ``min_step``).
@@ -299,7 +296,7 @@ class Selection:
             self._since += 1
         if self.patience and self._since >= self.patience and self.min_step <= step < trainer.total_steps:
             self.stopped_early = True
-            raise EarlyStop
+            trainer.stop()
 
     @property
     def values(self) -> list[float]:
@@ -368,7 +365,6 @@ def run(ds, task: "str | Task", *, backbone: str | None = None, n_labels: int, s
     """
     from selfstudy.data.augment import PaperAugment
     from selfstudy.data.device import load_split, to_float
-    from selfstudy.train.loop import TrainConfig, Trainer
 
     t_start = time.perf_counter()
     task = get_task(task)
@@ -436,10 +432,7 @@ def run(ds, task: "str | Task", *, backbone: str | None = None, n_labels: int, s
                           min_step=resolved["min_stop_step"])
     trainer = Trainer(model, cfg, {"row": rows}, step_fn, callbacks=[selection], progress=progress,
                       desc=f"{'finetune' if init else 'scratch'} {task.name} n={n_labels}")
-    try:
-        trainer.run()
-    except EarlyStop:
-        pass
+    trainer.run()
 
     def score_test(module: nn.Module) -> dict:
         return evaluate(module, task, test["images"], y_test, batch_size=budget.eval_batch,

@@ -15,6 +15,10 @@ Rerunning the same command resumes from ``last.pt`` and ends with the same weigh
 never interrupted (bitwise on CPU in fp32): the permutation of the interrupted epoch is regenerated
 from the generator state saved at its start, and every other random state is restored.
 
+Callbacks (:class:`Callback` subclasses) hook into the run; one of them may end it early with
+:meth:`Trainer.stop`, optionally after an annealing tail, and the run then ends as a planned one does
+(final checkpoint, ``on_train_end``, barrier).
+
 A non-finite loss stops training with :class:`TrainingDiverged`, naming the step; the loop checks
 before every checkpoint it writes, so ``last.pt`` only ever holds finite weights. Losses are read back
 from the device every ``sync_every`` steps (not every step, so a GPU is not stalled).
@@ -184,20 +188,40 @@ def _seed_for(seed: int, stream: int, rank: int) -> int:
 
 
 class Callback:
-    """Hooks into :meth:`Trainer.run`; subclass and override what you need (all optional).
+    """Hooks into :meth:`Trainer.run`: subclass and override what you need (each does nothing here).
 
-    Any object with some of these methods works as a callback; raising from one stops training (the
-    last checkpoint stays, and rerunning resumes from it).
+    For every optimizer step, in this order: :meth:`after_optimizer_step` (before any checkpoint, so
+    what it changes is saved with the step), the step's checkpoint if one is due, :meth:`on_step_end`;
+    at the end of an epoch :meth:`on_epoch_end`; once, after the final checkpoint, :meth:`on_train_end`.
+
+    To end a run early a hook calls :meth:`Trainer.stop`; the run then ends like a planned one. Raising
+    from a hook aborts the run instead (the last checkpoint stays, and rerunning resumes from it).
     """
 
+    def after_optimizer_step(self, trainer: "Trainer", step: int) -> None:
+        """Right after optimizer step ``step`` (1-based count of steps done), before any checkpoint:
+        where MoCo's key encoder and BYOL's target network take their moving-average update."""
+
     def on_step_end(self, trainer: "Trainer", step: int, outputs: Mapping[str, Any]) -> None:
-        """After optimizer step ``step`` (1-based count of steps done) and any checkpoint it triggers."""
+        """After optimizer step ``step`` and any checkpoint it triggers; ``outputs`` is what
+        ``step_fn`` returned."""
 
     def on_epoch_end(self, trainer: "Trainer", record: Mapping[str, Any]) -> None:
         """After an epoch's log record is written."""
 
     def on_train_end(self, trainer: "Trainer") -> None:
-        """After the final checkpoint."""
+        """After the final checkpoint, whether the run used its whole plan or was stopped."""
+
+
+class AfterStep(Callback):
+    """Calls ``fn(steps_done, total_steps)`` right after every optimizer step (a pretraining method's
+    :meth:`~selfstudy.methods.base.Method.after_step`)."""
+
+    def __init__(self, fn: Callable[[int, int], None]):
+        self.fn = fn
+
+    def after_optimizer_step(self, trainer: "Trainer", step: int) -> None:
+        self.fn(step, trainer.total_steps)
 
 
 class Trainer:
@@ -223,16 +247,16 @@ class Trainer:
             between its own peak and final rate. Default: all trainable parameters of ``module``.
         eval_fn: ``module -> dict`` of numbers, run under ``torch.no_grad`` with the module in eval
             mode every ``eval_every`` epochs and after the last step; results join the epoch record.
-        callbacks: objects with :class:`Callback`'s methods.
+        callbacks: :class:`Callback` instances (anything else is a ``TypeError``).
         extra_state: name -> object with ``state_dict()``/``load_state_dict()`` saved in checkpoints.
         identity: plain values naming what is trained (backbone, method, dataset hash...); a
             checkpoint in ``out_dir`` with a different identity or config raises :class:`UserError`.
         progress: show a tqdm bar (only when stderr is a terminal, and only on rank 0).
         sync_every: read losses back from the device (progress bar, NaN check) every this many steps.
         find_unused_parameters: passed to ``DistributedDataParallel``.
-        after_step: ``(steps_done, total_steps) -> None``, called right after every optimizer step,
-            before any checkpoint (so its effect is saved with the step): where MoCo's key encoder
-            and BYOL's target network take their moving-average update.
+
+    ``total_steps`` is the planned length, which the learning-rate schedule spans; :attr:`end_step` is
+    where the run ends: the plan, or earlier after :meth:`stop`.
     """
 
     def __init__(self, module: nn.Module, cfg: TrainConfig, data: Mapping[str, torch.Tensor],
@@ -241,14 +265,13 @@ class Trainer:
                  param_groups: Sequence[Mapping[str, Any]] | None = None,
                  eval_fn: Callable[[nn.Module], Mapping[str, float]] | None = None,
                  eval_every: int | None = None,
-                 callbacks: Sequence[Any] = (),
+                 callbacks: Sequence[Callback] = (),
                  extra_state: Mapping[str, Any] | None = None,
                  identity: Mapping[str, Any] | None = None,
                  progress: bool = True,
                  desc: str = "train",
                  sync_every: int = 10,
-                 find_unused_parameters: bool = False,
-                 after_step: Callable[[int, int], None] | None = None):
+                 find_unused_parameters: bool = False):
         self.cfg = cfg.validate()
         if not data:
             raise UserError("nothing to train on: the data dict is empty")
@@ -279,13 +302,16 @@ class Trainer:
         if eval_every is not None and not (isinstance(eval_every, int) and eval_every > 0):
             raise UserError(f"eval_every={eval_every!r} is not allowed; it must be an integer > 0 or None")
         self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be selfstudy.train.loop.Callback instances, got "
+                                f"{type(cb).__name__}")
         self.extra_state = dict(extra_state or {})
         self.identity = {"train": self.cfg.identity(), "num_samples": self.num_samples,
                          "world": self.dist.world, **dict(identity or {})}
         self.progress = progress
         self.desc = desc
         self.sync_every = max(1, int(sync_every))
-        self.after_step = after_step
 
         threads = resolve_threads(self.cfg.threads)
         if threads is not None:
@@ -307,6 +333,8 @@ class Trainer:
             _seed_for(self.cfg.seed, 2, self.dist.rank))
 
         self.step = 0          # optimizer steps done
+        self.end_step = self.total_steps  # where the run ends: the plan, or earlier after stop()
+        self._tail_start: int | None = None  # first step of the annealing tail after stop(anneal_steps)
         self.epoch = 0         # epochs finished
         self.pos = 0           # batches done in the current epoch
         self.history: list[dict] = []
@@ -317,6 +345,7 @@ class Trainer:
         self._last_outputs = None
         self._t0 = time.perf_counter()
         self._saved_step = -1
+        self._saved_mark: tuple | None = None
 
     # ----------------------------------------------------------------------------------------- setup
     def _setup_precision(self) -> None:
@@ -384,9 +413,40 @@ class Trainer:
         """The current learning rate of the first parameter group."""
         return float(self.optimizer.param_groups[0]["lr"])
 
+    @property
+    def stopped_early(self) -> bool:
+        """Whether :meth:`stop` moved the end before the planned ``total_steps``."""
+        return self.end_step < self.total_steps
+
+    def stop(self, anneal_steps: int = 0) -> None:
+        """End the run early: after ``anneal_steps`` more optimizer steps, over which every parameter
+        group's learning rate falls linearly from the rate it has now to its final rate (reached on the
+        last of them); 0 ends the run after the current step.
+
+        The run then ends as a planned one does: the final checkpoint (which records the new end, so a
+        rerun does not train on), ``on_train_end`` and the barrier. When the plan ends first, nothing
+        changes: its own schedule anneals by then. A second call changes nothing. Under ``torchrun``
+        every rank must call it at the same step.
+        """
+        end = self.step + max(0, int(anneal_steps))
+        if self.stopped_early or end >= self.total_steps:
+            return
+        self.end_step = end
+        if end > self.step:
+            self._tail_start = self.step
+            for g in self.optimizer.param_groups:
+                g["tail_from"] = g["lr"]
+
+    def _lr(self, group: Mapping[str, Any]) -> float:
+        """The learning rate of ``group`` for the step about to be taken (``self.step``, 0-based)."""
+        if self._tail_start is None:
+            return warmup_linear(self.step, self.total_steps, self.warmup, group["peak_lr"], group["final_lr"])
+        frac = (self.step - self._tail_start + 1) / (self.end_step - self._tail_start)
+        return group["tail_from"] + (group["final_lr"] - group["tail_from"]) * frac
+
     # ------------------------------------------------------------------------------------ the loop
     def run(self) -> list[dict]:
-        """Train (or resume) to ``total_steps``; return the per-epoch records."""
+        """Train (or resume) to :attr:`end_step`; return the per-epoch records."""
         if self.out_dir is not None and self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         resumed = self.checkpoint_path is not None and self.checkpoint_path.is_file()
@@ -399,27 +459,29 @@ class Trainer:
         self.module.train()
         bar = self._progress_bar()
         try:
-            while self.step < self.total_steps:
+            while self.step < self.end_step:
                 if self.pos == 0:
                     self._begin_epoch()
                 self._train_step()
+                for cb in self.callbacks:
+                    cb.after_optimizer_step(self, self.step)
                 if self.step % self.sync_every == 0:
                     self._sync(bar)
-                if self.pos == self.steps_per_epoch or self.step == self.total_steps:
+                if self.pos == self.steps_per_epoch or self.step == self.end_step:
                     self._end_epoch(bar)
                 if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
                     self._paused(self.save)
                 outputs, self._last_outputs = self._last_outputs, None
                 for cb in self.callbacks:
-                    if hasattr(cb, "on_step_end"):
-                        cb.on_step_end(self, self.step, outputs)
+                    cb.on_step_end(self, self.step, outputs)
+                if self.pos > 0 and self.step == self.end_step:  # stop() ended the run mid-epoch
+                    self._end_epoch(bar)
             # DDP leaves each rank with the BatchNorm statistics of its own last batch.
             distributed.broadcast_buffers(self.module)
-            if self._saved_step != self.step:
+            if self._saved_mark != self._mark():
                 self.save()
             for cb in self.callbacks:
-                if hasattr(cb, "on_train_end"):
-                    cb.on_train_end(self)
+                cb.on_train_end(self)
         finally:
             if bar is not None:
                 bar.close()
@@ -448,7 +510,7 @@ class Trainer:
         batch["generator"] = self.step_gen
 
         for g in self.optimizer.param_groups:
-            g["lr"] = warmup_linear(self.step, self.total_steps, self.warmup, g["peak_lr"], g["final_lr"])
+            g["lr"] = self._lr(g)
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.cfg.precision, self.device):
             outputs = self.step_fn(batch)
@@ -470,8 +532,6 @@ class Trainer:
             self.optimizer.step()
         self.step += 1
         self.pos += 1
-        if self.after_step is not None:
-            self.after_step(self.step, self.total_steps)
         self._pending.append((self.step, _scalars(outputs)))
         self._last_outputs = outputs
 
@@ -519,7 +579,7 @@ class Trainer:
         record.update({k: v / n for k, v in sorted(self._sums.items())})
         record["images_per_s"] = self._count * self.cfg.batch_size / max(self._seconds, 1e-9)
         record["seconds"] = self._seconds
-        last = self.step == self.total_steps
+        last = self.step == self.end_step
         due = self.eval_every is not None and (self.epoch + 1) % self.eval_every == 0
         if self.eval_fn is not None and (last or due):
             record.update(self.evaluate())
@@ -533,8 +593,7 @@ class Trainer:
         self.pos = 0
         self._reset_epoch_stats()
         for cb in self.callbacks:
-            if hasattr(cb, "on_epoch_end"):
-                cb.on_epoch_end(self, record)
+            cb.on_epoch_end(self, record)
 
     def evaluate(self) -> dict:
         """Run ``eval_fn`` on the bare module in eval mode without gradients; return its numbers."""
@@ -568,7 +627,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "position": {"step": self.step, "epoch": self.epoch, "pos": self.pos,
-                         "total_steps": self.total_steps},
+                         "total_steps": self.total_steps, "end_step": self.end_step,
+                         "tail_start": self._tail_start},
             "perm_state": perm_state,
             "rng": rng,
             "epoch_stats": {"sums": dict(self._sums), "count": self._count,
@@ -582,7 +642,7 @@ class Trainer:
         if self.checkpoint_path is None:
             return None
         state = self.state_dict()
-        self._saved_step = self.step
+        self._saved_step, self._saved_mark = self.step, self._mark()
         if not self.dist.is_main:
             return None
         return save_checkpoint(self.checkpoint_path, state)
@@ -607,6 +667,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         pos = state["position"]
         self.step, self.epoch, self.pos = pos["step"], pos["epoch"], pos["pos"]
+        self.end_step, self._tail_start = pos.get("end_step", self.total_steps), pos.get("tail_start")
         self.perm_gen.set_state(state["perm_state"])
         if self.pos > 0:
             self._begin_epoch()
@@ -620,7 +681,11 @@ class Trainer:
             raise UserError(f"{path} has no saved state for {', '.join(missing)}; use another output folder")
         for name, obj in self.extra_state.items():
             obj.load_state_dict(state["extra"][name])
-        self._saved_step = self.step
+        self._saved_step, self._saved_mark = self.step, self._mark()
+
+    def _mark(self) -> tuple[int, int, int]:
+        """What a checkpoint must hold to be current: the step, the end and the logged epochs."""
+        return self.step, self.end_step, len(self.history)
 
 
 def _scalars(outputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:

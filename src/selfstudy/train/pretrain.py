@@ -40,7 +40,7 @@ from selfstudy.core.device import resolve_device
 from selfstudy.errors import UserError
 from selfstudy.scene.classes import NUM_CLASSES
 from selfstudy.train.checkpoint import check_compatible, load_checkpoint, save_checkpoint
-from selfstudy.train.loop import TrainConfig, Trainer
+from selfstudy.train.loop import AfterStep, TrainConfig, Trainer
 
 FINAL_FORMAT = 1
 #: Online probe optimiser settings: its own parameter group, so the SSL schedule does not starve it.
@@ -267,8 +267,8 @@ def pretrain(data: str | os.PathLike, method: str, backbone: str, *, res: int | 
         check_compatible(final_path, load_checkpoint(final_path, "pretrained checkpoint").get("identity", {}),
                          identity)
     trainer = Trainer(module, cfg, train, out_dir=out, param_groups=groups, identity=identity,
-                      progress=progress, desc=f"pretrain {method}", callbacks=callbacks,
-                      after_step=module.method.after_step)
+                      progress=progress, desc=f"pretrain {method}",
+                      callbacks=[AfterStep(module.method.after_step), *callbacks])
     history = trainer.run()
 
     if dist.is_main:
