@@ -51,7 +51,7 @@ def parse_value(text: str) -> Any:
 def parse_override(item: str) -> tuple[tuple[str, ...], Any]:
     """Split one ``key.sub=value`` into its key path and its YAML-typed value."""
     if not isinstance(item, str) or "=" not in item:
-        raise UserError(f"bad override {item!r}: overrides are key=value or key.sub=value, "
+        raise UserError(f"bad override {item!r}; write key=value or key.sub=value, "
                         f"e.g. labels=[100,1000] or finetune.lr=1e-3")
     key, _, value = item.partition("=")
     path = tuple(key.strip().split("."))
@@ -355,8 +355,10 @@ def _or(choices: Iterable) -> str:
 
 
 def _convert(value: Any, hint: Any, key: str, where: str, rule: Rule) -> Any:
+    given = hint
+
     def fail() -> typing.NoReturn:
-        raise UserError(_message(where, key, allowed_text(hint, rule), value))
+        raise UserError(_message(where, key, allowed_text(given, rule), value))
 
     if hint is Any:
         return value
