@@ -35,6 +35,7 @@ VARIANTS = {
     "quick_steps": ("quick", ["methods.simclr.overrides.steps=50", "methods.simclr.epochs="]),
     "quick_mpc": ("quick", ["datasets.models_per_class=50", "datasets.factors=[TCVL,'0000']"]),
     "quick_ft_min_delta": ("quick", ["finetune.min_delta=0", "finetune.eval_every=10"]),
+    "quick_grad_clip_float": ("quick", ["methods.simclr.overrides.grad_clip=1.0"]),
 }
 
 RECORDED = {
@@ -58,6 +59,7 @@ RECORDED = {
     "quick_knn": (78, "0477d2f77fad822e", "718dc2e55f3f410e", "9065c27ce318d01b"),
     "quick_steps": (54, "65053d02564436bc", "718dc2e55f3f410e", "9065c27ce318d01b"),
     "quick_mpc": (82, "4580fb80519eae11", "0a056e824fee2a13", "3b9ce38f39a547ab"),
+    "quick_grad_clip_float": (54, "4acf8343f5c384f4", "718dc2e55f3f410e", "9065c27ce318d01b"),
     "quick_ft_min_delta": (54, "d5681c2984c48e66", "718dc2e55f3f410e", "c4e2bfb5cac1c609"),
 }
 
@@ -79,3 +81,11 @@ def test_cell_ids_are_the_recorded_ones(name):
                                   ("quick_ft_epochs_int", "quick"), ("quick_labels_k", "quick_labels_int")])
 def test_an_int_for_a_float_is_the_same_cell(a, b):
     assert RECORDED[a][1] == RECORDED[b][1]
+
+
+def test_a_training_override_given_as_an_int_is_its_float_cell():
+    """Before the typed layer a training-loop override kept the type YAML gave it, so ``grad_clip: 1``
+    and ``grad_clip: 1.0`` were two cells; now both are the float one (older databases are migrated on
+    open, tests/study/test_db.py)."""
+    ids = [c.id for c in expand(load_spec("quick", ["methods.simclr.overrides.grad_clip=1"])).all]
+    assert hashlib.sha256(",".join(ids).encode()).hexdigest()[:16] == RECORDED["quick_grad_clip_float"][1]

@@ -24,7 +24,7 @@ Rerunning the same call into the same folder resumes (or, if finished, just rewr
 from __future__ import annotations
 
 import dataclasses
-import math
+import difflib
 import os
 import typing
 from pathlib import Path
@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfstudy.config import convert, parse_overrides
 from selfstudy.core import distributed
 from selfstudy.core.constants import PRECISIONS
 from selfstudy.core.device import resolve_device
@@ -92,71 +93,32 @@ class PretrainModule(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------ overrides
-def parse_overrides(overrides: Sequence[str] | Mapping[str, Any] | None) -> dict[str, Any]:
-    """``["lr=1e-3", "temperature=0.1"]`` (or a dict) -> ``{"lr": "1e-3", ...}``; values stay strings
-    until :func:`split_overrides` converts them to each field's type."""
-    if overrides is None:
-        return {}
-    if isinstance(overrides, Mapping):
-        return dict(overrides)
-    out = {}
-    for item in overrides:
-        key, sep, value = str(item).partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"bad override {item!r}; write key=value, e.g. lr=1e-3 or temperature=0.1")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def split_overrides(method_cls: type, overrides: Mapping[str, Any]) -> tuple[dict, dict]:
+def split_overrides(method_cls: type, overrides: Mapping[str, Any] | Sequence[str] | None) -> tuple[dict, dict]:
     """Route each override to the method's config or the train config; unknown keys -> UserError.
 
-    A key the method's config has (its hyper-parameters, and the shared ``lr``, ``batch_size``,
-    ``epochs`` ...) goes to the method; the remaining train-loop keys (``steps``, ``optimizer``,
-    ``grad_clip``, ``checkpoint_every`` ...) to the train config, converted to their field type.
+    ``overrides`` is a dict or ``key=value`` strings (:func:`selfstudy.config.parse_overrides`). A key
+    the method's config has (its hyper-parameters, and the shared ``lr``, ``batch_size``, ``epochs``
+    ...) goes to the method, which converts it; the remaining train-loop keys (``steps``,
+    ``optimizer``, ``grad_clip``, ``checkpoint_every`` ...) to the train config, converted here to their
+    field type (:func:`selfstudy.config.convert`).
     """
+    if overrides is None:
+        overrides = {}
+    elif not isinstance(overrides, Mapping):
+        overrides = parse_overrides(overrides)
     method_keys = [f.name for f in dataclasses.fields(method_cls.Config)]
     train_keys = [f.name for f in dataclasses.fields(TrainConfig)
                   if f.name not in method_keys and f.name not in _FROM_ARGUMENTS]
     unknown = sorted(set(overrides) - set(method_keys) - set(train_keys))
     if unknown:
+        near = difflib.get_close_matches(unknown[0], method_keys + train_keys, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
         raise UserError(f"unknown option(s) {', '.join(unknown)} for {method_cls.name}; allowed: "
-                        f"{', '.join(method_keys)} (method), {', '.join(train_keys)} (training)")
+                        f"{', '.join(method_keys)} (method), {', '.join(train_keys)} (training){hint}")
     m = {k: v for k, v in overrides.items() if k in method_keys}
     hints = typing.get_type_hints(TrainConfig)
-    t = {k: _convert(k, v, hints[k]) for k, v in overrides.items() if k in train_keys}
+    t = {k: convert(v, hints[k], k, "train config") for k, v in overrides.items() if k in train_keys}
     return m, t
-
-
-def _convert(key: str, value: Any, hint: Any) -> Any:
-    """A command-line string (or a value) to the TrainConfig field type ``hint``."""
-    args = typing.get_args(hint)
-    if type(None) in args:  # Optional[X]
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
-            return None
-        hint = next(a for a in args if a is not type(None))
-    if not isinstance(value, str):
-        return value
-    s = value.strip()
-    try:
-        if hint is bool:
-            if s.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-                return s.lower() in ("1", "true", "yes", "on")
-            raise ValueError
-        if hint is int:
-            f = float(s)
-            if not math.isfinite(f) or f != int(f):
-                raise ValueError
-            return int(f)
-        if hint is float:
-            return float(s)
-        if typing.get_origin(hint) is tuple:
-            return tuple(float(v) for v in s.strip("()[]").split(","))
-        return s
-    except ValueError:
-        kind = {bool: "true or false", int: "an integer", float: "a number"}.get(
-            hint, "comma-separated numbers")
-        raise UserError(f"option {key}={value!r}: it must be {kind}") from None
 
 
 # --------------------------------------------------------------------------------------------- driver
@@ -207,7 +169,7 @@ def pretrain(data: str | os.PathLike, method: str, backbone: str, *, res: int | 
     if precision == "fp16" and not str(device).startswith("cuda"):
         raise UserError("precision fp16 needs a CUDA device (it relies on loss scaling); "
                         "on a CPU use bf16 or fp32")
-    method_over, train_over = split_overrides(METHODS[method], parse_overrides(overrides))
+    method_over, train_over = split_overrides(METHODS[method], overrides)
     if epochs is not None:
         method_over["epochs"] = epochs
     if "steps" in train_over and "epochs" in method_over:
