@@ -37,6 +37,7 @@ Returns the "Downstream result dict" of DESIGN.md.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import time
@@ -49,6 +50,7 @@ from torch import nn
 
 from selfstudy.core.device import autocast, check_precision, resolve_device
 from selfstudy.errors import UserError
+from selfstudy.models import weights
 from selfstudy.tasks import Task, add_sums, get_task
 from selfstudy.train.loop import Callback, TrainConfig, Trainer
 from selfstudy.train.budget import Budget
@@ -108,12 +110,13 @@ def dataset_factors(ds) -> str | None:
     return str(f) if f is not None else None
 
 
-def check_task_on(ds, task: Task) -> None:
-    """Raise :class:`UserError` unless ``task`` can run on ``ds`` (its factors, its arrays)."""
+def check_task_on(ds, task: Task) -> Task:
+    """Raise :class:`UserError` unless ``task`` can run on ``ds`` (its factors, its arrays); return the
+    task for ``ds``: classification on an imported dataset takes its classes (``class_names``)."""
     task.check(dataset_factors(ds), f"dataset {ds.path}")
     if task.dense:  # per-pixel labels: any dataset with the maps, multi-object ones included
         task.check_dataset(ds)
-        return
+        return task
     missing = [a for a in task.required_arrays if a not in ds]
     if missing:
         raise UserError(f"task {task.spec!r} needs array(s) {', '.join(missing)}, which dataset {ds.path} "
@@ -121,6 +124,11 @@ def check_task_on(ds, task: Task) -> None:
     if "label" not in ds or bool((np.asarray(ds["label"][:1]) < 0).any()):
         raise UserError(f"dataset {ds.path} has no per-image class label (a multi-object dataset?); "
                         f"task {task.spec!r} needs a single-object dataset")
+    names = ds.config.get("class_names") if isinstance(ds.config, Mapping) else None
+    if names and getattr(task, "target_array", None) == "label":
+        task = copy.copy(task)
+        task.class_names = tuple(str(n) for n in names)
+    return task
 
 
 def resolve_init(init, backbone: str | None) -> tuple[dict | None, str]:
@@ -132,7 +140,14 @@ def resolve_init(init, backbone: str | None) -> tuple[dict | None, str]:
     if init is not None and not isinstance(init, Mapping):
         from selfstudy.train.pretrain import load_transfer
 
-        init = load_transfer(init)
+        # A pretraining run's final.pt, or weights the user holds (torchvision names; needs backbone).
+        if weights.is_pretraining_checkpoint(init):
+            init = load_transfer(init)
+        elif backbone is None:
+            raise UserError(f"{init} is a weights file, not a selfstudy pretraining run; name the backbone "
+                            f"it was saved from with --backbone (e.g. resnet18 or resnet50)")
+        else:
+            init = weights.load_weights(init, backbone)
     if init is not None:
         if backbone is not None and init["backbone"] != backbone:
             raise UserError(f"the init checkpoint was pretrained ({init['method']}) with backbone "
@@ -166,7 +181,7 @@ def input_transform(ds, init: Mapping | None, space: str | None):
     """
     from selfstudy.data.colour import InputTransform
 
-    if init is not None:
+    if init is not None and init["input"] is not None:  # a weights file records none: fit it
         tf = InputTransform.from_state(init["input"])
         if space is not None and space != tf.space:
             raise UserError(f"the init checkpoint was pretrained on {tf.space} input, but space {space!r} "
@@ -206,6 +221,8 @@ def build_encoder(backbone: str, init: Mapping | None) -> nn.Module:
     """The encoder: the pretrained one with its weights (``init``), or a freshly initialised
     ``backbone``. Draws initial weights from torch's global generator; callers seed it (see
     :func:`seeded`)."""
+    if weights.is_weights_init(init):
+        return weights.build_encoder(init)
     if init is not None:
         from selfstudy.methods import build_encoder as from_transfer
 
@@ -373,7 +390,7 @@ def run(ds, task: "str | Task", *, backbone: str | None = None, n_labels: int, s
     ds = open_data(ds)
     dev = resolve_device(device)
     init, backbone = resolve_init(init, backbone)
-    check_task_on(ds, task)
+    task = check_task_on(ds, task)
     res = int(ds["images"].shape[1])
 
     pos, sha = labeled_subset(ds, task, int(n_labels), seed if subset_seed is None else subset_seed)

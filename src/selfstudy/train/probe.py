@@ -98,7 +98,7 @@ def extract(ds, task: "str | Task", *, init=None, n_labels: int, seed: int = 0, 
     ds = open_data(ds)
     dev = resolve_device(device)
     init, backbone = resolve_init(init, backbone)
-    check_task_on(ds, task)
+    task = check_task_on(ds, task)
     pos, sha = labeled_subset(ds, task, int(n_labels), seed if subset_seed is None else subset_seed)
     input_tf = input_transform(ds, init, space).to(dev)
     with seeded(seed):
