@@ -129,6 +129,21 @@ def test_early_stopping_ends_a_converged_run(ds):
     assert r["test"] >= 0.9
 
 
+@pytest.mark.parametrize("arm", ["scratch", "finetune"])
+def test_a_run_stops_on_a_plateau_only_after_annealing(ds, arm):
+    budget = Budget(min_steps=400, max_steps=400, batch_size=32, eval_every=5, patience=3, min_fraction=0.1,
+                    final_lr=2e-5)
+    init = transfer_state() if arm == "finetune" else None
+    r = run(ds, "classification", backbone="resnet9-tiny", n_labels=100, seed=0, init=init, budget=budget)
+    b = r["budget"]
+    assert r["protocol"] == arm and r["stopped_early"] and r["steps"] < 400
+    assert b["anneal_steps"] == 40  # 10 % of the 400 planned steps
+    plateau = r["steps"] - b["anneal_steps"]  # where the tail began: a plateau, not before min_stop_step
+    assert plateau >= b["min_stop_step"] == 40
+    assert b["end_lr"] == pytest.approx(budget.final_lr)  # the last step ran at the final rate
+    assert r["curve"][-1][0] == r["steps"]  # the annealed weights were scored too
+
+
 def test_pose_regression_runs_with_angle_metrics(ds):
     tiny = Budget(min_steps=3, max_steps=3, batch_size=16, evals=1)
     r = run(ds, "pose-regression", backbone="resnet9-tiny", n_labels=30, seed=0, budget=tiny)

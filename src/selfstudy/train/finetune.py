@@ -21,9 +21,12 @@ and stops on the validation split rather than at a fixed step:
   the paper tiled them to 10k samples per round, so a step always sees a full batch;
 - every ``eval_every`` steps (default: ``planned / evals``) the model is scored on a fixed subset of the
   model-disjoint validation split (``val_size`` images, the same ones for every run on the dataset);
-- **early stopping**: ``patience`` evaluations in a row without an improvement of more than
-  ``min_delta`` (the task's, e.g. half an accuracy point) end the run, but never before
-  ``min_fraction`` of the planned steps (so a stopped run has annealed part of the way too);
+- **stopping only after annealing**: ``patience`` evaluations in a row without an improvement of more
+  than ``min_delta`` (the task's, e.g. half an accuracy point), never before ``min_fraction`` of the
+  planned steps, start an annealing tail: the learning rate falls linearly from where it is to
+  ``final_lr`` over :data:`ANNEAL_FRACTION` (10 %) of the planned steps, then the run ends (earliest at
+  60 % of the plan with the defaults). Every arm ends annealed, so an arm that plateaus first does not
+  forfeit the gain of the decay (issue 11). A tail that would outlast the plan changes nothing;
 - **model selection**: the weights of the best validation evaluation are kept; the reported ``test`` is
   the test metric of those weights (the whole test split, or ``test_size`` fixed images); the last
   weights' numbers are stored too (``val_last``, ``test_last``; the paper reported the last);
@@ -58,6 +61,10 @@ from selfstudy.train.budget import Budget
 #: Rows a labeled subset is tiled up to, so that a Trainer epoch holds many full batches (the paper
 #: tiled small subsets to 10k samples per round, PAPER.md §5.3).
 TILE_ROWS = 10_000
+#: A run that plateaus anneals over this fraction of its planned steps before it stops (see the module
+#: doc). A fixed rule rather than a budget option, so that the budgets' canonical dicts, and with them
+#: existing cell ids, stay the same.
+ANNEAL_FRACTION = 0.1
 #: Seeds of the fixed evaluation subsets: the same images for every run, whatever its own seed.
 VAL_SUBSET_SEED, TEST_SUBSET_SEED = 0x7A1, 0x7E57
 
@@ -278,15 +285,17 @@ def evaluate(model: nn.Module, task: Task, images: torch.Tensor, y: torch.Tensor
 
 class Selection(Callback):
     """A Trainer callback: scores the model on validation every ``eval_every`` steps and at the last
-    step, keeps the best weights, and stops the run after ``patience`` evaluations without an
-    improvement of more than ``min_delta`` (never before step ``min_step``).
+    step, keeps the best weights, and after ``patience`` evaluations without an improvement of more
+    than ``min_delta`` (never before step ``min_step``) ends the run after an annealing tail of
+    ``anneal_steps`` (:meth:`Trainer.stop <selfstudy.train.loop.Trainer.stop>`).
 
     ``score(module) -> dict`` returns the task's metrics; ``curve`` collects ``(step, metrics)``.
     """
 
     def __init__(self, task: Task, score, eval_every: int, patience: int, min_delta: float,
-                 min_step: int = 0):
+                 min_step: int = 0, anneal_steps: int = 0):
         self.task, self.score = task, score
+        self.anneal_steps = anneal_steps
         self.eval_every, self.patience, self.min_delta, self.min_step = eval_every, patience, min_delta, min_step
         self.curve: list[tuple[int, dict]] = []
         self.best: float | None = None
@@ -298,7 +307,7 @@ class Selection(Callback):
         self.stopped_early = False
 
     def on_step_end(self, trainer, step: int, outputs) -> None:
-        if step % self.eval_every and step != trainer.total_steps:
+        if step % self.eval_every and step != trainer.end_step:
             return
         module = trainer.module
         m = self.score(module)
@@ -311,9 +320,10 @@ class Selection(Callback):
             self._ref, self._since = v, 0
         else:
             self._since += 1
-        if self.patience and self._since >= self.patience and self.min_step <= step < trainer.total_steps:
-            self.stopped_early = True
-            trainer.stop()
+        if (self.patience and self._since >= self.patience and self.min_step <= step < trainer.end_step
+                and not self.stopped_early):
+            trainer.stop(self.anneal_steps)
+            self.stopped_early = trainer.stopped_early
 
     @property
     def values(self) -> list[float]:
@@ -419,6 +429,7 @@ def run(ds, task: "str | Task", *, backbone: str | None = None, n_labels: int, s
 
     resolved = budget.resolve(int(n_labels), task)
     steps = resolved["planned_steps"]
+    resolved["anneal_steps"] = max(1, math.ceil(ANNEAL_FRACTION * steps))
     batch = budget.batch_size
     reps = max(1, math.ceil(max(TILE_ROWS, batch) / len(pos)))
     rows = torch.arange(len(pos), device=dev).repeat(reps)
@@ -446,7 +457,7 @@ def run(ds, task: "str | Task", *, backbone: str | None = None, n_labels: int, s
                         precision=precision, channels_last=channels_last)
 
     selection = Selection(task, score_val, resolved["eval_every"], budget.patience, resolved["min_delta"],
-                          min_step=resolved["min_stop_step"])
+                          min_step=resolved["min_stop_step"], anneal_steps=resolved["anneal_steps"])
     trainer = Trainer(model, cfg, {"row": rows}, step_fn, callbacks=[selection], progress=progress,
                       desc=f"{'finetune' if init else 'scratch'} {task.name} n={n_labels}")
     trainer.run()
@@ -464,6 +475,7 @@ def run(ds, task: "str | Task", *, backbone: str | None = None, n_labels: int, s
         test_best = score_test(model)
     primary = task.primary
     resolved["stopped_early"] = selection.stopped_early
+    resolved["end_lr"] = trainer.lr  # the rate of the last step: final_lr, whether stopped or not
     return {
         "metric": primary,
         "higher_is_better": task.higher_is_better,
