@@ -213,3 +213,28 @@ def test_data_argument_multi_suffix():
     assert data_argument("TCVL").multi is False
     with pytest.raises(UserError, match=r"only suffix a factor string takes is \+multi"):
         data_argument("TCVL+many")
+
+
+def test_split_sizes_and_class_counts_are_the_rendered_ones(tcvl):
+    cfg, path = tcvl
+    a = arrays(path)
+    counts = cfg.class_counts()
+    for name, code in SPLITS.items():
+        if name not in counts:
+            continue
+        labels = a["label"][a["split"] == code]
+        assert counts[name].tolist() == np.bincount(labels, minlength=len(counts[name])).tolist()
+        assert cfg.split_sizes()[name] == len(labels)
+
+
+@pytest.mark.parametrize("n", [1000, 1234, 95, 12 * 10 * 3 + 7])
+def test_split_sizes_follow_the_group_rule_for_any_n(n):
+    cfg = DatasetConfig(factors="TCVL", n=n, res=32, models_per_class=12)
+    sizes = cfg.split_sizes()
+    groups = -(-n // cfg.reuse)
+    split = np.repeat(G.GROUP_SPLITS[np.arange(groups) % 12], cfg.reuse)[:n]
+    assert sizes == {name: int((split == code).sum()) for name, code in SPLITS.items() if name in sizes}
+    assert sum(sizes.values()) == n
+    assert {k: int(v.sum()) for k, v in cfg.class_counts().items()} == sizes
+    multi = DatasetConfig(factors="TCVL", n=n, res=32, models_per_class=12, multi=True)
+    assert multi.class_counts() is None and sum(multi.split_sizes().values()) == n

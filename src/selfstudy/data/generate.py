@@ -48,6 +48,7 @@ _TRAIN, _VAL, _TEST = SPLITS["train"], SPLITS["val"], SPLITS["test"]
 MODEL_SPLITS = np.array([_TRAIN] * 10 + [_VAL, _TEST], dtype=np.uint8)
 #: Split of model group g: GROUP_SPLITS[g % 12].
 GROUP_SPLITS = np.array([_TRAIN, _VAL, _TEST] + [_TRAIN] * 9, dtype=np.uint8)
+_SPLIT_NAMES = {"train": _TRAIN, "val": _VAL, "test": _TEST}
 _COLOUR_STREAM, _CHUNK_STREAM = 0, 1
 
 
@@ -115,6 +116,37 @@ class DatasetConfig:
     def to_dict(self) -> dict:
         return {**asdict(self), "generator": GENERATOR_VERSION}
 
+    @property
+    def chunks(self) -> int:
+        """Chunks of randomness (:func:`chunk_scenes`) the dataset is drawn in."""
+        return -(-self.n // self.chunk)
+
+    def split_sizes(self) -> dict[str, int]:
+        """Images of each split, ``{"train", "val", "test"}``, without rendering: model group ``g`` of
+        ``reuse`` consecutive images (the last one maybe shorter) is in split ``GROUP_SPLITS[g % 12]``."""
+        counts = self.class_counts() if not self.multi else None
+        if counts is not None:
+            return {name: int(c.sum()) for name, c in counts.items()}
+        groups = -(-self.n // self.reuse)
+        sizes = np.full(groups, self.reuse, dtype=np.int64)
+        sizes[-1] = self.n - self.reuse * (groups - 1)
+        split = GROUP_SPLITS[np.arange(groups) % SPLIT_BUCKETS]
+        return {name: int(sizes[split == code].sum()) for name, code in _SPLIT_NAMES.items()}
+
+    def class_counts(self) -> dict[str, np.ndarray] | None:
+        """Images of each object class in each split, ``{"train": (NUM_CLASSES,) int64, ...}``, found by
+        drawing only the classes of each chunk (:func:`chunk_groups`, cheap: no scene, no render);
+        None for multi-object scenes, which have no per-image class."""
+        if self.multi:
+            return None
+        out = {name: np.zeros(NUM_CLASSES, dtype=np.int64) for name in _SPLIT_NAMES}
+        for c in range(self.chunks):
+            _, split, classes, per_image = chunk_groups(self, c)
+            img_split, img_class = split[per_image], classes[per_image, 0]
+            for name, code in _SPLIT_NAMES.items():
+                out[name] += np.bincount(img_class[img_split == code], minlength=NUM_CLASSES)
+        return out
+
     def hash(self) -> str:
         return config_hash(self.to_dict())
 
@@ -169,24 +201,32 @@ def colour_reference(seed: int) -> np.ndarray:
     return class_colours(np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_COLOUR_STREAM,))))
 
 
-def chunk_scenes(cfg: DatasetConfig, c: int):
-    """The scenes of chunk ``c`` and each image's split: (SceneBatch, (n_c,) uint8)."""
-    from selfstudy.scene.sampler import sample_scenes
-
+def chunk_groups(cfg: DatasetConfig, c: int):
+    """The first draws of chunk ``c``, shared by rendering and :meth:`DatasetConfig.class_counts`:
+    ``(rng, split of each model group, (groups, objects) classes, group of each image)``; ``rng`` is
+    left where :func:`chunk_scenes` continues drawing."""
     start, stop = c * cfg.chunk, min(cfg.n, (c + 1) * cfg.chunk)
     rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(_CHUNK_STREAM, c)))
     groups = -(-(stop - start) // cfg.reuse)
     first_group = start // cfg.reuse
     split = GROUP_SPLITS[(first_group + np.arange(groups)) % SPLIT_BUCKETS]
-    k = cfg.objects
-    classes = rng.integers(0, NUM_CLASSES, size=(groups, k))
+    classes = rng.integers(0, NUM_CLASSES, size=(groups, cfg.objects))
+    per_image = np.repeat(np.arange(groups), cfg.reuse)[: stop - start]
+    return rng, split, classes, per_image
+
+
+def chunk_scenes(cfg: DatasetConfig, c: int):
+    """The scenes of chunk ``c`` and each image's split: (SceneBatch, (n_c,) uint8)."""
+    from selfstudy.scene.sampler import sample_scenes
+
+    rng, split, classes, per_image = chunk_groups(cfg, c)
+    groups, k = classes.shape
     pick = rng.random((groups, k))
     models = np.empty((groups, k), dtype=np.int64)
     for s in range(3):
         ids = split_models(s, cfg.models_per_class)
         rows = split == s
         models[rows] = ids[(pick[rows] * len(ids)).astype(np.int64)]
-    per_image = np.repeat(np.arange(groups), cfg.reuse)[: stop - start]
     scenes = sample_scenes(cfg.factors, rng, classes[per_image], models[per_image],
                            colour_reference(cfg.seed))
     return scenes, split[per_image]
