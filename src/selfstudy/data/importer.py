@@ -306,14 +306,14 @@ def import_images(source: str | os.PathLike, out: str | os.PathLike, *,
         with bar, ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
             for start in range(0, len(items), _BLOCK):
                 block = items[start:start + _BLOCK]
-                for j, (img, sha, why) in enumerate(pool.map(lambda it: _read(it, res, fit), block)):
-                    i = start + j
-                    shas[i] = sha
+                got = list(pool.map(lambda it: _read(it, res, fit), block))
+                for j, (img, sha, why) in enumerate(got):
+                    shas[start + j] = sha
+                    ok[start + j] = img is not None
                     if img is None:
-                        bad.append((items[i].name, why))
-                    else:
-                        decoded[i] = img
-                        ok[i] = True
+                        bad.append((items[start + j].name, why))
+                blank = np.zeros((res, res, 3), np.uint8)
+                decoded[start:start + len(block)] = np.stack([g[0] if g[0] is not None else blank for g in got])
                 if bad and not skip_bad:
                     name, why = bad[0]
                     raise UserError(f"cannot import {name}: {why}; fix or remove it, or pass --skip-bad to "

@@ -83,8 +83,12 @@ def assign_splits(labels: np.ndarray, groups: Sequence[str | None], given: np.nd
         if fixed:
             out[rows_arr[lab >= 0]] = fixed[0]
             continue
-        values, counts = np.unique(labeled, return_counts=True)
-        draw.setdefault(int(values[np.argmax(counts)]), []).append(key)  # argmax: first (smallest) on ties
+        if len(labeled) == 1:  # the common case, an image of its own
+            majority = int(labeled[0])
+        else:
+            values, counts = np.unique(labeled, return_counts=True)
+            majority = int(values[np.argmax(counts)])  # argmax: the first (smallest class) on ties
+        draw.setdefault(majority, []).append(key)
 
     for c in sorted(draw):
         gkeys = sorted(draw[c], key=lambda k: (k[0], str(k[1])) if k[0] == "g" else (k[0], k[1]))
@@ -118,6 +122,8 @@ def assign_splits(labels: np.ndarray, groups: Sequence[str | None], given: np.nd
 
     # Unlabeled images: the pool, unless their group is evaluated.
     for key, rows in members.items():
+        if key[0] == "r" and labels[rows[0]] >= 0:
+            continue  # a labeled image of its own
         rows_arr = np.asarray(rows)
         unl = rows_arr[labels[rows_arr] < 0]
         if not len(unl):
