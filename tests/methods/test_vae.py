@@ -5,8 +5,8 @@ import torch
 
 from selfstudy.errors import UserError
 from selfstudy.methods import build_encoder, build_method
-from selfstudy.methods.losses import gaussian_kl
-from selfstudy.methods.vae import Decoder, decoder_widths
+from selfstudy.methods.losses import gaussian_kl, vae_loss
+from selfstudy.methods.vae import PAPER_KL_WEIGHT, VAE, Decoder, decoder_widths
 
 from method_testing import make_batch, structured_images, train_steps
 
@@ -36,6 +36,51 @@ def test_kl_is_mean_over_batch_of_sum_over_dims():
     mu, logvar = m.mu(h), m.logvar(h)
     expected = (0.5 * (mu ** 2 + logvar.exp() - logvar - 1)).sum() / 4
     assert gaussian_kl(mu, logvar).mean().item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def _original_objective(recon, target, mu, logvar, lmd):
+    """The paper's VAE objective (its tasks/vae.py), written out: per-value mean squared error plus
+    ``lmd`` times the KL summed over the batch *and* the latent dimensions."""
+    mse = ((target - recon) ** 2).sum() / target.numel()
+    kld = -0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum()
+    return mse + lmd * kld
+
+
+@pytest.mark.parametrize("backbone, batch", [("resnet9", 512), ("resnet50", 384)])
+def test_objective_equals_the_original_at_its_batch_size(backbone, batch):
+    # docs/PAPER.md §10.1: the per-image kl_weight is the paper's 1e-5 times its batch size, so the two
+    # objectives are equal (factor 1) at the paper's batch for that backbone.
+    cfg = VAE.Config.from_overrides(backbone=backbone)
+    assert cfg.batch_size == batch
+    assert cfg.kl_weight == pytest.approx(PAPER_KL_WEIGHT * batch, rel=1e-12)
+    g = torch.Generator().manual_seed(0)
+    recon, target = torch.randn(batch, 3, 4, 4, generator=g), torch.randn(batch, 3, 4, 4, generator=g)
+    mu, logvar = torch.randn(batch, 8, generator=g), 0.5 * torch.randn(batch, 8, generator=g)
+    original = _original_objective(recon, target, mu, logvar, PAPER_KL_WEIGHT)
+    ours, mse, kl = vae_loss(recon, target, mu, logvar, cfg.kl_weight)
+    assert ours.item() == pytest.approx(original.item(), rel=1e-5)
+    # The KL:reconstruction balance is the original's, not 1/512 of it.
+    orig_kl_part = original - mse
+    assert (cfg.kl_weight * kl).item() == pytest.approx(orig_kl_part.item(), rel=1e-5)
+    # The old default (1e-5 on the per-image mean) was exactly `batch` times weaker.
+    assert orig_kl_part.item() / (1e-5 * kl).item() == pytest.approx(batch, rel=1e-5)
+
+
+def test_kl_weight_does_not_depend_on_the_batch_size():
+    # Two copies of a batch: the original's KL term doubles, selfstudy's stays.
+    g = torch.Generator().manual_seed(1)
+    t = [torch.randn(16, 3, 4, 4, generator=g), torch.randn(16, 3, 4, 4, generator=g),
+         torch.randn(16, 8, generator=g), torch.randn(16, 8, generator=g)]
+    single = vae_loss(*t, kl_weight=5.12e-3)[0]
+    double = vae_loss(*[torch.cat([x, x]) for x in t], kl_weight=5.12e-3)[0]
+    assert double.item() == pytest.approx(single.item(), rel=1e-6)
+
+
+def test_method_loss_is_vae_loss_with_the_config_weight():
+    m = build_method("vae", "resnet9-tiny", SMALL, res=16)
+    assert m.cfg.kl_weight == 5.12e-3
+    out = m(make_batch(structured_images(8, 16)))
+    assert out["loss"].item() == pytest.approx(out["recon"].item() + 5.12e-3 * out["kl"].item(), rel=1e-5)
 
 
 def test_decodes_at_decode_res_when_images_differ():
