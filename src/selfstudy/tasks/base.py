@@ -3,16 +3,23 @@
 A task never sees the backbone's internals: it reads one :class:`~selfstudy.models.base.BackboneOutput`
 through :meth:`Task.features` (the pooled vector for image-level tasks; ``maps[dense_map]`` for the
 dense tasks that slot in later: segmentation, depth), puts its own head on it (a single linear layer,
-as in the paper, PAPER.md §2) and scores the head's output against :meth:`Task.targets`.
+as in the paper, docs/PAPER.md §5) and scores the head's output against :meth:`Task.targets`.
 
 Metrics are computed over a whole split in batches: :meth:`Task.metric_sums` turns one batch into
 additive sufficient statistics (counts, sums), the caller adds them over batches, and
 :meth:`Task.metrics_from_sums` turns the totals into numbers. :meth:`Task.metrics` does both for
 tensors that fit at once.
+
+Every task's metrics include ``<primary>_se`` (when the split has two images or more) (:data:`SE_SUFFIX`), the standard error of the primary
+metric over the split's images (a binomial one for accuracies; from per-image statistics, carried in
+the same additive sums, for the others), and every task states :attr:`Task.budget_tolerance`, the
+gain at a larger budget that a budget check ignores, in the metric's own units. A study compares a
+check's gain against the larger of the two (:mod:`selfstudy.study.autobudget`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -21,6 +28,9 @@ from torch import nn
 
 from selfstudy.errors import UserError
 from selfstudy.factors import Factors
+
+#: Suffix of the metric key holding the standard error of the primary metric (``accuracy_se``).
+SE_SUFFIX = "_se"
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,9 @@ class Task:
         higher_is_better: direction of ``primary``.
         min_delta: the smallest change of ``primary`` that counts as an improvement (early stopping and
             the ``still_improving`` flag), in the metric's own units.
+        budget_tolerance: the gain of ``primary`` at a larger budget that still counts as converged,
+            in the metric's own units (one accuracy point, one degree, ...); a study never uses a
+            tolerance below the noise of the scores it compares (:mod:`selfstudy.study.autobudget`).
         required_arrays: dataset arrays :meth:`targets` reads (besides ``images``).
         dense: whether the head reads a feature map (per-pixel task) rather than the pooled vector.
         augment_options: ``PaperAugment`` fields this task needs changed, because the augmentation
@@ -53,6 +66,7 @@ class Task:
     primary: str = ""
     higher_is_better: bool = True
     min_delta: float = 0.0
+    budget_tolerance: float = 0.0
     required_arrays: tuple[str, ...] = ()
     dense: bool = False
     augment_options: Mapping[str, Any] = {}
@@ -95,6 +109,23 @@ class Task:
     def metrics_from_sums(self, sums: Mapping[str, torch.Tensor]) -> dict[str, float]:
         """Metrics of a whole split from the summed statistics."""
         raise NotImplementedError
+
+    def primary_se(self, sums: Mapping[str, torch.Tensor]) -> float:
+        """The standard error of the primary metric of a split, from its summed statistics (NaN when
+        there are fewer than two images)."""
+        raise NotImplementedError
+
+    @property
+    def se_key(self) -> str:
+        """The metric key of the primary metric's standard error (``accuracy_se``)."""
+        return self.primary + SE_SUFFIX
+
+    def with_se(self, metrics: dict[str, float], sums: Mapping[str, torch.Tensor]) -> dict[str, float]:
+        """``metrics`` with :attr:`se_key` added when the standard error is defined (two images or more)."""
+        se = self.primary_se(sums)
+        if math.isfinite(se):
+            metrics[self.se_key] = float(se)
+        return metrics
 
     def metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """Metrics of the head outputs ``out`` against targets ``y`` of a whole split."""

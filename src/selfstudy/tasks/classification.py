@@ -1,4 +1,4 @@
-"""Object classification: 10-way cross-entropy on the pooled feature, top-1 accuracy (PAPER.md §2.1).
+"""Object classification: 10-way cross-entropy on the pooled feature, top-1 accuracy (docs/PAPER.md §5.1).
 
 Metrics (accuracies are fractions in [0, 1]):
 
@@ -6,7 +6,11 @@ Metrics (accuracies are fractions in [0, 1]):
 - ``mean_class_accuracy``: the mean of the per-class accuracies over the classes present in the split
   (insensitive to class imbalance);
 - ``class_accuracy/<name>``: each class's accuracy (absent classes are left out);
+- ``accuracy_se``: the binomial standard error of ``accuracy``, ``sqrt(p (1 - p) / n)`` over the
+  split's ``n`` images;
 - ``loss``: mean cross-entropy.
+
+The budget-check tolerance is one accuracy point (0.01).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ class CategoricalTask(Task):
     primary = "accuracy"
     higher_is_better = True
     min_delta = 0.005  # half a percentage point
+    budget_tolerance = 0.01  # one accuracy point
     target_array: str = "label"
     class_names: tuple[str, ...] = ()
 
@@ -61,6 +66,14 @@ class CategoricalTask(Task):
             "class_correct": torch.bincount(y, weights=correct, minlength=k).double()[:k],
         }
 
+    def primary_se(self, sums: Mapping[str, torch.Tensor]) -> float:
+        """Binomial standard error of the accuracy: ``sqrt(p (1 - p) / n)`` (NaN for n < 2)."""
+        n = float(sums["count"])
+        if n < 2:
+            return float("nan")
+        p = float(sums["correct"]) / n
+        return (p * (1.0 - p) / n) ** 0.5
+
     def metrics_from_sums(self, sums: Mapping[str, torch.Tensor]) -> dict[str, float]:
         n = float(sums["count"])
         if n == 0:
@@ -74,7 +87,7 @@ class CategoricalTask(Task):
         }
         for i in torch.nonzero(present).flatten().tolist():
             m[f"class_accuracy/{self.class_names[i]}"] = float(sums["class_correct"][i] / sums["class_count"][i])
-        return m
+        return self.with_se(m, sums)
 
 
 class Classification(CategoricalTask):

@@ -1,4 +1,4 @@
-"""Depth estimation: metric depth per pixel (PAPER.md §2.4).
+"""Depth estimation: metric depth per pixel (docs/PAPER.md §5.4).
 
 Targets are the dataset's ``depth`` maps (float16 (N, H, W), metres along the camera axis; the
 background plane has its own depth, about 4.3 m behind objects at about 1 m). Pixels whose depth is not
@@ -21,7 +21,14 @@ Metrics, over all valid pixels of a split (pooled, not averaged per image):
 - ``delta1``, ``delta2``, ``delta3``: fractions of pixels with ``max(pred / gt, gt / pred)`` below
   1.25, 1.25^2, 1.25^3 (``delta1`` is the paper's "accuracy");
 - ``rmse``: root mean squared error, metres;
-- ``loss``: mean absolute error, metres (the training loss).
+- ``loss``: mean absolute error, metres (the training loss);
+- ``abs_rel_se``: the standard error of ``abs_rel`` over the split's images. AbsRel pools pixels, so it
+  is a ratio of per-image totals (``sum_i a_i / sum_i p_i``: relative errors and valid pixels of image
+  ``i``); its delta-method variance is ``n / (n - 1) * sum_i (a_i - R p_i)^2 / (sum_i p_i)^2``, which
+  the sums carry as ``sum a_i^2``, ``sum a_i p_i`` and ``sum p_i^2`` (pixels of one image are not
+  independent draws, images are). Rows of pixels (the linear probe) count each row as one unit.
+
+The budget-check tolerance is 0.005 of AbsRel (half a point of relative error).
 """
 
 from __future__ import annotations
@@ -57,6 +64,12 @@ def depth_error_sums(pred: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Te
     p, g = pred.float()[keep].double(), gt.float()[keep].double()
     ratio = torch.maximum(p / g, g / p)
     err = p - g
+    # Per-image totals for the standard error (each row is its own unit when gt is rows of pixels).
+    rel = torch.zeros(gt.shape, dtype=torch.float64, device=gt.device)
+    rel[keep] = err.abs() / g
+    units = len(gt) if gt.ndim >= 1 else 1
+    a = rel.reshape(units, -1).sum(1) if units else rel.new_zeros(0)
+    px = keep.reshape(units, -1).sum(1).double() if units else rel.new_zeros(0)
     return {
         "pixels": torch.tensor(float(keep.sum()), dtype=torch.float64),
         "abs": err.abs().sum(),
@@ -65,7 +78,22 @@ def depth_error_sums(pred: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Te
         "delta1": (ratio < DELTA).double().sum(),
         "delta2": (ratio < DELTA ** 2).double().sum(),
         "delta3": (ratio < DELTA ** 3).double().sum(),
+        "images": (px > 0).double().sum(),
+        "img_rel_sq": a.pow(2).sum(),
+        "img_rel_px": (a * px).sum(),
+        "img_px_sq": px.pow(2).sum(),
     }
+
+
+def ratio_se(units: float, total_a: float, total_p: float, aa: float, ap: float, pp: float) -> float:
+    """Delta-method standard error of the ratio ``R = sum a_i / sum p_i`` over ``units`` units, from
+    ``sum a_i^2`` (aa), ``sum a_i p_i`` (ap) and ``sum p_i^2`` (pp): ``sqrt(n / (n - 1) * sum_i (a_i -
+    R p_i)^2) / sum p_i`` (NaN for fewer than two units)."""
+    if units < 2 or total_p <= 0:
+        return float("nan")
+    r = total_a / total_p
+    ss = max(0.0, aa - 2.0 * r * ap + r * r * pp)
+    return (units / (units - 1.0) * ss) ** 0.5 / total_p
 
 
 class Depth(DenseTask):
@@ -75,6 +103,7 @@ class Depth(DenseTask):
     primary = "abs_rel"
     higher_is_better = False
     min_delta = 0.002  # 0.2 % relative error, a few percent of a typical AbsRel
+    budget_tolerance = 0.005  # half a point of relative error
     target_array = "depth"
     out_channels = 1
     # Cutout blanks pixels whose depth stays (the paper turned it off). The paper also turned the
@@ -96,15 +125,20 @@ class Depth(DenseTask):
         out, y = self.align(out, y)
         return depth_error_sums(depth_from_output(out[:, 0]), y)
 
+    def primary_se(self, sums: Mapping[str, torch.Tensor]) -> float:
+        """Standard error of AbsRel over images (see the module doc), NaN for fewer than two images."""
+        return ratio_se(float(sums["images"]), float(sums["abs_rel"]), float(sums["pixels"]),
+                        float(sums["img_rel_sq"]), float(sums["img_rel_px"]), float(sums["img_px_sq"]))
+
     def metrics_from_sums(self, sums: Mapping[str, torch.Tensor]) -> dict[str, float]:
         n = float(sums["pixels"])
         if n == 0:
             return {}
-        return {
+        return self.with_se({
             "abs_rel": float(sums["abs_rel"]) / n,
             "delta1": float(sums["delta1"]) / n,
             "delta2": float(sums["delta2"]) / n,
             "delta3": float(sums["delta3"]) / n,
             "rmse": (float(sums["squared"]) / n) ** 0.5,
             "loss": float(sums["abs"]) / n,
-        }
+        }, sums)

@@ -8,7 +8,9 @@ scores azimuth and elevation together.
 
 Metrics: ``angular_error``, the mean angle in degrees between the normalised prediction and the truth
 (primary, lower is better); ``within_<t>``, the fraction of images with an error below ``t`` degrees
-(``t`` = 30 by default; ``pose-regression(within=15)`` changes it); ``loss``, the mean squared error.
+(``t`` = 30 by default; ``pose-regression(within=15)`` changes it); ``angular_error_se``, the standard
+error of the mean angle over the split's images (sample standard deviation / sqrt(n)); ``loss``, the
+mean squared error. The budget-check tolerance is one degree.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class PoseRegression(Task):
     primary = "angular_error"
     higher_is_better = False
     min_delta = 0.5  # degrees
+    budget_tolerance = 1.0  # degrees
     required_arrays = ("azimuth", "elevation")
 
     def __init__(self, within: float = 30.0):
@@ -76,19 +79,30 @@ class PoseRegression(Task):
         return {
             "count": torch.tensor(float(len(y)), dtype=torch.float64),
             "angle": err.sum(),
+            "angle_sq": err.pow(2).sum(),
             "within": (err < self.within).double().sum(),
             "loss": (out.float() - y.float()).pow(2).sum(-1).double().sum(),
         }
+
+    def primary_se(self, sums: Mapping[str, torch.Tensor]) -> float:
+        """Standard error of the mean angular error: the images' sample standard deviation over
+        sqrt(n) (NaN for n < 2)."""
+        n = float(sums["count"])
+        if n < 2:
+            return float("nan")
+        mean = float(sums["angle"]) / n
+        var = max(0.0, (float(sums["angle_sq"]) - n * mean * mean) / (n - 1))
+        return (var / n) ** 0.5
 
     def metrics_from_sums(self, sums: Mapping[str, torch.Tensor]) -> dict[str, float]:
         n = float(sums["count"])
         if n == 0:
             return {}
-        return {
+        return self.with_se({
             "angular_error": float(sums["angle"]) / n,
             self.within_key: float(sums["within"]) / n,
             "loss": float(sums["loss"]) / n,
-        }
+        }, sums)
 
     # A horizontal mirror turns a pose into its mirror image without changing the label.
     augment_options = {"flip": False}

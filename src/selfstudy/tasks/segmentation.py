@@ -1,4 +1,4 @@
-"""Semantic segmentation: 11 classes per pixel, background and the 10 object classes (PAPER.md §2.3).
+"""Semantic segmentation: 11 classes per pixel, background and the 10 object classes (docs/PAPER.md §5.3).
 
 Targets are the dataset's ``segmentation`` maps (uint8 (N, H, W): 0 background, 1..10 = class + 1). The
 loss is per-pixel cross-entropy, averaged over the labeled pixels; pixels labeled :data:`IGNORE_INDEX`
@@ -14,7 +14,15 @@ Metrics, over all labeled pixels of a split (fractions in [0, 1]):
 - ``pixel_accuracy``: the fraction of pixels whose class is right, background included (the paper's
   metric; with about 80 % background pixels, predicting "background" everywhere scores 0.8);
 - ``iou/<class>``: each present class's IoU (``iou/background``, ``iou/airplane``, ...);
-- ``loss``: mean cross-entropy per labeled pixel.
+- ``loss``: mean cross-entropy per labeled pixel;
+- ``miou_se``: the standard error of ``miou`` over the split's images, by the delta method: image
+  ``i``'s influence is ``z_i = 1/|C| sum_c (t_ic - IoU_c u_ic) / U_c`` (``t_ic``, ``u_ic``: its
+  intersection and union pixels of class ``c``; ``U_c`` the split's union), and ``SE^2 = n / (n - 1)
+  sum_i z_i^2``, computed from the per-image cross products ``sum_i t_i t_i^T``, ``t_i u_i^T``,
+  ``u_i u_i^T`` that the sums carry (pixels of one image are not independent draws, images are). Rows
+  of pixels (the linear probe) count each row as one unit.
+
+The budget-check tolerance is one mIoU point (0.01).
 
 Multi-object datasets (``selfstudy render --multi``) are the paper's setting; single-object datasets
 have the same maps (one object) and are allowed too.
@@ -62,6 +70,43 @@ def iou_from_confusion(cm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.where(union > 0, tp / union.clamp_min(1), torch.zeros_like(tp)), present
 
 
+def unit_overlaps(pred: torch.Tensor, y: torch.Tensor, num_classes: int,
+                  ignore_index: int = IGNORE_INDEX) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-unit ``(intersection (U, K), union (U, K), labeled (U,))`` pixel counts (float64), a unit
+    being an image (``y`` of shape (N, H, W)) or a pixel row (``y`` of shape (P,)); ignored pixels count
+    nowhere. ``pred``: class ids of ``y``'s shape."""
+    units = len(y) if y.ndim >= 1 else 1
+    k = num_classes
+    y, pred = y.reshape(units, -1).long(), pred.reshape(units, -1).long()
+    keep = (y != ignore_index).double()
+    unit = torch.arange(units, device=y.device)[:, None].expand_as(y)
+    yc = y.clamp(0, k - 1)
+
+    def counts(cls: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        flat = (unit * k + cls).reshape(-1)
+        return torch.bincount(flat, weights=weights.reshape(-1), minlength=units * k).reshape(units, k)
+
+    true = counts(yc, keep)
+    predicted = counts(pred, keep)
+    inter = counts(yc, keep * (pred == y).double())
+    return inter, true + predicted - inter, keep.sum(1)
+
+
+def miou_se(cm: torch.Tensor, tt: torch.Tensor, tu: torch.Tensor, uu: torch.Tensor, units: float) -> float:
+    """Delta-method standard error of the mIoU of confusion matrix ``cm`` over ``units`` units, from
+    the per-unit cross products ``tt = sum_i t_i t_i^T``, ``tu = sum_i t_i u_i^T``, ``uu = sum_i u_i
+    u_i^T`` of intersections ``t_i`` and unions ``u_i`` (K,) (see the module doc); NaN for fewer than
+    two units."""
+    if units < 2:
+        return float("nan")
+    iou, present = iou_from_confusion(cm)
+    union = cm.sum(1) + cm.sum(0) - cm.diagonal()
+    a = torch.where(present & (union > 0), 1.0 / (present.sum() * union.clamp_min(1)), torch.zeros_like(iou))
+    b = a * iou
+    ss = float(a @ tt @ a - 2.0 * (a @ tu @ b) + b @ uu @ b)
+    return (units / (units - 1.0) * max(0.0, ss)) ** 0.5
+
+
 class Segmentation(DenseTask):
     """Per-pixel 11-way classification of ``segmentation``; mIoU is the primary metric."""
 
@@ -69,11 +114,12 @@ class Segmentation(DenseTask):
     primary = "miou"
     higher_is_better = True
     min_delta = 0.005  # half an IoU point
+    budget_tolerance = 0.01  # one mIoU point
     target_array = "segmentation"
     class_names = SEGMENTATION_CLASSES
     out_channels = len(SEGMENTATION_CLASSES)
     # Cutout blanks image pixels whose labels stay, asking the head to guess what it cannot see; the
-    # paper turned it off for segmentation (PAPER.md §5.5). Flips and translations move the labels too.
+    # paper turned it off for segmentation (docs/PAPER.md §6.6). Flips and translations move the labels too.
     augment_options = {"cutout": False}
 
     @property
@@ -91,11 +137,22 @@ class Segmentation(DenseTask):
     def metric_sums(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         out, y = self.align(out.float(), y)
         y = y.long()
-        cm = confusion_matrix(out.argmax(1), y, self.num_classes)
+        pred = out.argmax(1)
+        cm = confusion_matrix(pred, y, self.num_classes)
+        t, u, labeled = unit_overlaps(pred, y, self.num_classes)
         return {
             "confusion": cm,
+            "units": (labeled > 0).double().sum(),
+            "unit_tt": t.T @ t,
+            "unit_tu": t.T @ u,
+            "unit_uu": u.T @ u,
             "loss": F.cross_entropy(out, y, ignore_index=IGNORE_INDEX, reduction="sum").double(),
         }
+
+    def primary_se(self, sums: Mapping[str, torch.Tensor]) -> float:
+        """Standard error of the mIoU over images (see the module doc), NaN for fewer than two."""
+        return miou_se(sums["confusion"], sums["unit_tt"], sums["unit_tu"], sums["unit_uu"],
+                       float(sums["units"]))
 
     def metrics_from_sums(self, sums: Mapping[str, torch.Tensor]) -> dict[str, float]:
         cm = sums["confusion"]
@@ -110,4 +167,4 @@ class Segmentation(DenseTask):
         }
         for c in torch.nonzero(present).flatten().tolist():
             m[f"iou/{self.class_names[c]}"] = float(iou[c])
-        return m
+        return self.with_se(m, sums)
