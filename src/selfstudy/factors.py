@@ -14,7 +14,7 @@ from selfstudy.errors import UserError
 LETTERS = "TCVL"
 NAMES = ("texture", "colour", "viewpoint", "lighting")
 
-#: The 12 datasets the paper rendered (PAPER.md §1.2), in its order.
+#: The 12 datasets the paper rendered (docs/PAPER.md §2.3), in its order.
 PAPER_DATASETS = ("0000", "1000", "0100", "0010", "0001", "1100",
                   "0110", "0101", "0111", "1110", "1011", "1111")
 

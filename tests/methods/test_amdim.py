@@ -81,7 +81,7 @@ def test_encoder_and_transfer_state():
 
 
 def _plain_nce(src, trg, tclip, weight):
-    # PAPER.md §3.4 written out with plain ops: scores / sqrt(d), tanh clip, other images' locations as
+    # docs/PAPER.md §4.4 written out with plain ops: scores / sqrt(d), tanh clip, other images' locations as
     # negatives, penalty on the raw scores.
     n, d = src.shape
     raw = torch.einsum("id,jdl->ijl", src.double(), trg.double()) / d ** 0.5

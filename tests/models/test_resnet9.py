@@ -16,7 +16,7 @@ def _forward(model, res, channels=3, n=2):
 
 
 def test_parameter_count_is_the_papers_6_7m():
-    # Counted by hand from PAPER.md §4.1: convs 1,728 + 73,728 + 2x147,456 + 294,912 + 1,179,648
+    # Counted by hand from docs/PAPER.md §3.1: convs 1,728 + 73,728 + 2x147,456 + 294,912 + 1,179,648
     # + 2x2,359,296, BN 3,968 weights and biases, prepool 512*256 + 256.
     assert build_backbone("resnet9").num_parameters() == 6_699_328
 

@@ -71,7 +71,7 @@ def test_view_noise_gives_the_papers_class_balance():
     rng = np.random.default_rng(0)
     counts = np.bincount(pose_class(paper_rotation(rng.normal(0, 0.5, size=(20000, 3)))), minlength=5)
     share = counts / counts.sum()
-    assert 0.22 < share[0] < 0.31  # PAPER.md §2.2: about 26 % upright
+    assert 0.22 < share[0] < 0.31  # docs/PAPER.md §5.2: about 26 % upright
     assert np.all((share[1:] > 0.15) & (share[1:] < 0.22))
 
 

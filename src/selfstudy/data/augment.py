@@ -3,7 +3,7 @@
 Every op works on a whole batch of RGB images in [0, 1], ``(N, C, H, W)`` float, with no Python loop over
 samples, and draws every random parameter from an explicit ``torch.Generator``: the same generator state
 gives the same output, and each sample of a batch gets its own draw. (The paper's pipeline shares one
-draw per chunk of the batch, PAPER.md §5.5; per-sample draws are the plain version of the same idea.)
+draw per chunk of the batch, docs/PAPER.md §6.6; per-sample draws are the plain version of the same idea.)
 
 Geometric ops (flip, translation, resized crop, rot90) can be applied to dense targets too: pass
 ``targets={"segmentation": (N, H, W) long/uint8, "depth": (N, H, W) float}`` and get them back moved the
@@ -149,7 +149,7 @@ def _result(x: torch.Tensor, targets: Targets | None):
 
 @dataclass
 class PaperAugment:
-    """The paper's on-GPU augmentation (PAPER.md §5.5), per sample, on RGB in [0, 1].
+    """The paper's on-GPU augmentation (docs/PAPER.md §6.6), per sample, on RGB in [0, 1].
 
     In order: colour jitter (``jitter_p`` of samples: per channel ``c + (x - c) * 2**(gain * N(0,1))
     + shift * N(0,1)``), greyscale (``grayscale_p``: all channels set to their mean), horizontal flip

@@ -1,7 +1,7 @@
 """Colour spaces and the input normalisation every model applies first.
 
 The paper feeds all models CIELAB, converted with ``skimage.color.rgb2lab`` (sRGB, D65, 2° observer)
-and normalised per channel (PAPER.md §1.3). :func:`rgb_to_lab` reproduces skimage's numbers in torch, so
+and normalised per channel (docs/PAPER.md §2.6). :func:`rgb_to_lab` reproduces skimage's numbers in torch, so
 the conversion runs batched on the training device after augmentation. :class:`InputTransform` is the
 module that turns augmented RGB in [0, 1] into a model's normalised input; its state travels with every
 checkpoint.
@@ -31,7 +31,7 @@ _KAPPA = 7.787   # slope of the linear segment, as in skimage
 # ITU-R BT.601 luma weights: the grey an RGB image is reduced to.
 LUMA = (0.299, 0.587, 0.114)
 
-# Normalisation statistics of the paper's data (PAPER.md §1.3), used when none are fitted.
+# Normalisation statistics of the paper's data (docs/PAPER.md §2.6), used when none are fitted.
 PAPER_STATS = {
     "lab": ((38.44, 3.03, 4.77), (17.42, 9.41, 11.37)),
     "rgb": ((98.12 / 255, 89.92 / 255, 84.36 / 255), (43.95 / 255, 42.66 / 255, 44.05 / 255)),

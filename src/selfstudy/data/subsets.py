@@ -13,7 +13,7 @@ A label-count sweep must compare like with like, so the subsets it trains on are
   it, so the 100-label set lies inside the 1,000-label set (more labels only ever *add* images);
 - **seed-stable**: a set depends only on ``(labels, n, seed)``, not on which other counts were asked for.
 
-The paper took the first ``n`` shuffled training images instead (PAPER.md §5.3), which is neither
+The paper took the first ``n`` shuffled training images instead (docs/PAPER.md §6.3), which is neither
 balanced nor, across shuffles, nested.
 
 Multi-object scenes have no per-image class (``label`` -1) to balance; :func:`nested_random` gives them

@@ -2,7 +2,7 @@
 
 | name | what | paper |
 |---|---|---|
-| ``rotation`` | predict 0/90/180/270 degree rotations (RotNet) | PAPER.md §3.1 |
+| ``rotation`` | predict 0/90/180/270 degree rotations (RotNet) | docs/PAPER.md §4.1 |
 | ``vae`` | variational auto-encoder | §3.2 |
 | ``cmc`` | contrastive multiview coding, luma vs chroma, memory bank | §3.3 |
 | ``amdim`` | augmented multiscale deep infomax | §3.4 |

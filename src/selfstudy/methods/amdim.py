@@ -1,5 +1,5 @@
 """Augmented Multiscale Deep InfoMax (Bachman, Hjelm & Buchwalter, NeurIPS 2019), as adapted by the
-paper (PAPER.md §3.4).
+paper (docs/PAPER.md §4.4).
 
 Two augmented views of every image (both with the same horizontal flip) go through the backbone, one
 pass per view by default so that BatchNorm normalises each view with its own statistics;
@@ -40,7 +40,7 @@ from selfstudy.methods.losses import amdim_nce_scaled
 
 
 class AMDIM(Method):
-    """Global-to-local and local-to-local mutual information between two views (PAPER.md §3.4).
+    """Global-to-local and local-to-local mutual information between two views (docs/PAPER.md §4.4).
 
     ``loss`` returns ``loss``, its terms ``loss_1t5``, ``loss_1t7``, ``loss_5t5``, ``penalty`` and
     ``features`` (detached pooled features of the first view).
@@ -50,7 +50,7 @@ class AMDIM(Method):
 
     @dataclass
     class Config(MethodConfig):
-        # PAPER.md §3.4 (r9): lr 1e-3, wd 1e-5, batch 384, tclip 30; 800 rounds of 25k image pairs =
+        # docs/PAPER.md §4.4 (r9): lr 1e-3, wd 1e-5, batch 384, tclip 30; 800 rounds of 25k image pairs =
         # 50 passes over ~400k images.
         lr: float = 1e-3
         final_lr: float = 1e-6
@@ -114,7 +114,7 @@ class AMDIM(Method):
         size = tuple(x.shape[-2:])
         p1 = self.augment.draw(n, size, gen, x.device)
         p2 = self.augment.draw(n, size, gen, x.device)
-        p2["flip"] = p1["flip"]  # both views of an image share the flip (PAPER.md §3.4)
+        p2["flip"] = p1["flip"]  # both views of an image share the flip (docs/PAPER.md §4.4)
         views = [self.input(self.augment.apply(x, p1)), self.input(self.augment.apply(x, p2))]
         out = encode_views(self.backbone, views, self.cfg.joint_bn, maps=(self.map5, self.map7))
         cfg, e = self.cfg, self.cfg.embed_dim

@@ -1,12 +1,12 @@
 """The base of every self-supervised method: its config, its input transform, its backbone.
 
 A method is a small subclass of :class:`Method` with a ``name``, a nested ``Config`` dataclass holding
-the paper's hyper-parameters (PAPER.md §3, §5.1) and a :meth:`Method.loss`. The base owns what they
+the paper's hyper-parameters (docs/PAPER.md §4, §6.1) and a :meth:`Method.loss`. The base owns what they
 share: building the backbone, the input transform (RGB in [0, 1] -> the model's colour space,
 normalised), the encoder that downstream protocols reuse and the state they load (:meth:`transfer_state`).
 
 Epochs here are real passes over the training split. The paper's "epoch" was a block of 50k samples
-(25k image pairs for AMDIM) on ~400k training images (PAPER.md §5.2), so its R rounds are R / 8 real
+(25k image pairs for AMDIM) on ~400k training images (docs/PAPER.md §6.2), so its R rounds are R / 8 real
 passes: each method's default ``epochs`` is that translation for ResNet9 (ResNet50 in
 :meth:`MethodConfig.paper_defaults`). The warm-up is 5 real epochs, longer in samples than the paper's
 5 blocks; lower ``warmup_epochs`` for short runs.
@@ -30,7 +30,7 @@ class MethodConfig(Config):
     """Hyper-parameters shared by every method; subclasses change the defaults and add fields.
 
     ``lr`` is the peak rate after a linear warm-up of ``warmup_epochs``, then linear decay to
-    ``final_lr`` (PAPER.md §5.1); Adam with ``betas``, ``weight_decay`` being Adam's L2 penalty as in
+    ``final_lr`` (docs/PAPER.md §6.1); Adam with ``betas``, ``weight_decay`` being Adam's L2 penalty as in
     the paper. ``epochs`` are real passes over the data. Every field carries its allowed range
     (:func:`selfstudy.config.option`); a subclass that only changes a default keeps the rule.
     """

@@ -1,4 +1,4 @@
-"""Contrastive Multiview Coding (Tian, Krishnan & Isola, ECCV 2020) as the paper ran it (PAPER.md §3.3).
+"""Contrastive Multiview Coding (Tian, Krishnan & Isola, ECCV 2020) as the paper ran it (docs/PAPER.md §4.3).
 
 Two views of every image, luminance (1 channel) and chrominance (2 channels), each encoded by its own
 half-width backbone and projected to a 128-d unit vector. A memory bank per view holds one unit row per
@@ -92,7 +92,7 @@ class CMCEncoder(Backbone):
 
 
 class CMC(Method):
-    """Contrastive multiview coding between the luma and chroma views (PAPER.md §3.3).
+    """Contrastive multiview coding between the luma and chroma views (docs/PAPER.md §4.3).
 
     Needs ``num_train`` (the training split's size: one bank row per image) and ``batch["index"]``
     (each image's row). ``loss`` returns ``loss`` (L -> ab plus ab -> L), ``loss_l``, ``loss_ab`` and
@@ -105,7 +105,7 @@ class CMC(Method):
 
     @dataclass
     class Config(MethodConfig):
-        # PAPER.md §3.3 (r9): lr 1e-3, wd 1e-5, batch 256, K 8192, T 0.1, m 0.2; 800 rounds of 50k
+        # docs/PAPER.md §4.3 (r9): lr 1e-3, wd 1e-5, batch 256, K 8192, T 0.1, m 0.2; 800 rounds of 50k
         # samples = 100 passes over ~400k images.
         lr: float = 1e-3
         final_lr: float = 1e-6

@@ -95,7 +95,7 @@ def tanh_clip(x: torch.Tensor, clip: float) -> torch.Tensor:
 
 def amdim_nce(source: torch.Tensor, target: torch.Tensor, tclip: float = 30.0,
               penalty_weight: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
-    """AMDIM's NCE between a source vector and every location of a target map (PAPER.md §3.4).
+    """AMDIM's NCE between a source vector and every location of a target map (docs/PAPER.md §4.4).
 
     Raw scores ``r_ijl = source_i . target_jl / sqrt(D)`` for source image i, target image j and
     location l are soft-clipped, ``s = tclip * tanh(r / tclip)``. Each location of the same image is a

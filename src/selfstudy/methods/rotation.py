@@ -1,4 +1,4 @@
-"""Rotation prediction (RotNet, Gidaris et al., ICLR 2018) as the paper ran it (PAPER.md §3.1).
+"""Rotation prediction (RotNet, Gidaris et al., ICLR 2018) as the paper ran it (docs/PAPER.md §4.1).
 
 The batch is cut into four equal chunks rotated by 0, 90, 180 and 270 degrees, so the 4-way
 cross-entropy always sees exactly balanced labels; a ``Linear(out_dim -> 4)`` head on the pooled feature
@@ -29,7 +29,7 @@ def rotation_chunks(n: int) -> torch.Tensor:
 
 
 class Rotation(Method):
-    """Predict which of four rotations was applied to an image (PAPER.md §3.1).
+    """Predict which of four rotations was applied to an image (docs/PAPER.md §4.1).
 
     ``loss`` returns ``loss`` (CE over the ``4 * (N // 4)`` labelled images), ``accuracy`` of the
     rotation prediction and ``features``: detached pooled features of the N augmented images *upright*
@@ -47,7 +47,7 @@ class Rotation(Method):
 
     @dataclass
     class Config(MethodConfig):
-        # PAPER.md §3.1 / §5.1: peak 5e-4, final 1e-5, wd 1e-4, batch 512 (r9); 400 rounds of 50k
+        # docs/PAPER.md §4.1 / §6.1: peak 5e-4, final 1e-5, wd 1e-4, batch 512 (r9); 400 rounds of 50k
         # samples = 50 passes over ~400k images.
         lr: float = 5e-4
         final_lr: float = 1e-5

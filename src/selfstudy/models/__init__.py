@@ -2,12 +2,12 @@
 
 | name | what | pooled dim |
 |---|---|---|
-| ``resnet9`` | the paper's ResNet9 (PAPER.md §4.1), 6.7M parameters | 256 |
+| ``resnet9`` | the paper's ResNet9 (docs/PAPER.md §3.1), 6.7M parameters | 256 |
 | ``resnet9-tiny`` | ResNet9 at 1/4 width (16/32/64/128), for CPUs | 64 |
 | ``resnet9-half`` | the CMC half-width stream (in_channels 1 or 2) | 128 |
 | ``resnet18``, ``resnet18-tiny`` | torchvision ResNet18 layout, no stem max-pool | 256, 64 |
 | ``resnet18-dilated`` | ResNet18 with layer4 dilated (stride 8), for dense tasks | 512 |
-| ``resnet50`` | torchvision ResNet50 layout, no stem max-pool (PAPER.md §4.2) | 256 |
+| ``resnet50`` | torchvision ResNet50 layout, no stem max-pool (docs/PAPER.md §3.2) | 256 |
 | ``resnet50-half`` | ResNet50 with base width 32 (the CMC stream) | 128 |
 | ``resnet50-dilated`` | ResNet50 with layer4 dilated (stride 8), for dense tasks | 512 |
 

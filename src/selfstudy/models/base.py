@@ -33,7 +33,7 @@ class Backbone(nn.Module):
         map_channels: map name -> channels, for every map ``forward`` returns.
         map_strides: map name -> input pixels per map pixel (for a resolution that is a multiple of
             ``res_multiple``).
-        amdim_maps: (name of the 7x7 source, name of the 5x5 source) for AMDIM (PAPER.md §3.4).
+        amdim_maps: (name of the 7x7 source, name of the 5x5 source) for AMDIM (docs/PAPER.md §4.4).
         dense_map: the map dense heads read (``"prepool"``).
         min_res, res_multiple: inputs must be square-or-not with both sides ``>= min_res`` and a
             multiple of ``res_multiple`` pixels.

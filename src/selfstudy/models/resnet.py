@@ -1,4 +1,4 @@
-"""ResNet18 and ResNet50 as the paper used them (PAPER.md §4.2).
+"""ResNet18 and ResNet50 as the paper used them (docs/PAPER.md §3.2).
 
 The torchvision layouts (BasicBlock [2, 2, 2, 2], Bottleneck [3, 4, 6, 3]) with the 7x7/2 stem conv kept
 and the stem max-pool skipped, so a 64 px input gives a 4x4 final map (stride 16). Module and parameter
@@ -134,7 +134,7 @@ class ResNet(Backbone):
         init_weights(self)
         self.prepool.reset_parameters()
 
-        # AMDIM's sources (PAPER.md §3.4): layer3's 5th block (7x7 source) and layer4's 2nd block
+        # AMDIM's sources (docs/PAPER.md §4.4): layer3's 5th block (7x7 source) and layer4's 2nd block
         # (5x5 source); shorter stages (ResNet18) use their last block.
         self.amdim_maps = (f"layer3.{min(4, layers[2] - 1)}", f"layer4.{min(1, layers[3] - 1)}")
         for tap, stage in zip(self.amdim_maps, ("layer3", "layer4")):

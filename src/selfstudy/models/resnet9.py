@@ -1,4 +1,4 @@
-"""The paper's ResNet9 (PAPER.md §4.1), derived from Myrtle's "How to train your ResNet".
+"""The paper's ResNet9 (docs/PAPER.md §3.1), derived from Myrtle's "How to train your ResNet".
 
 Full width, for a 64 px input::
 
@@ -86,7 +86,7 @@ class ResNet9(Backbone):
                              "layer3": w(512), "prepool": self.out_dim}
         self.map_strides = {"stem": 1, "layer1": 2, "layer2": 4, "layer3.0": 8, "layer3": 8,
                             "prepool": 8}
-        # AMDIM (PAPER.md §3.4): the 7x7 source is layer2, the 5x5 source the first conv of layer3.
+        # AMDIM (docs/PAPER.md §4.4): the 7x7 source is layer2, the 5x5 source the first conv of layer3.
         self.amdim_maps = ("layer2", "layer3.0")
         self.dense_map = "prepool"
         self.min_res = self.res_multiple = 8

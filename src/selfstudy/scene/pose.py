@@ -11,7 +11,7 @@ Frames (all right-handed, metres):
 
 Euler angles follow Blender's ``XYZ`` order: ``R = Rz(c) @ Ry(b) @ Rx(a)`` for angles ``(a, b, c)``.
 
-Pose class (PAPER.md §2.2): the paper used the column of the object rotation that carries the model's
+Pose class (docs/PAPER.md §5.2): the paper used the column of the object rotation that carries the model's
 up axis (column 1 for ShapeNet's +y up); in our object frame up is +z, so it is **column 2** here. With
 ``r`` that up axis in world coordinates, ``θ`` its angle from world +z and ``ψ = atan2(r_x, r_y)``:
 class 0 is upright (``θ < π/8``); otherwise the tilt direction picks class 1 (``|ψ| ≥ 135°``), 2

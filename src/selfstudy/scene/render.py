@@ -28,7 +28,7 @@ How a batch is drawn, and why (a software rasteriser pays per call, per triangle
   float16 by numpy, the same on every driver).
 
 The background is a plane behind the objects, facing the camera (perpendicular to the viewing axis),
-at -3x the camera position (PAPER.md §1.1): its depth is :func:`background_depth` everywhere.
+at -3x the camera position (docs/PAPER.md §2.4): its depth is :func:`background_depth` everywhere.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Scene descriptions: what to draw, drawn from the four factors (PAPER.md §1.2).
+"""Scene descriptions: what to draw, drawn from the four factors (docs/PAPER.md §2.2).
 
 :func:`sample_scenes` turns (factors, a random generator, each object's class and model id, the
 dataset's class-colour reference) into a :class:`SceneBatch`: object transforms, materials, the
@@ -56,7 +56,7 @@ SV_JITTER = 0.2           # std of the class-colour jitter in saturation and val
 OBJECT_FREQUENCY = (2.0, 7.0)
 BACKGROUND_FREQUENCY = (0.8, 3.0)
 
-# Multi-object layout (after PAPER.md §1.5, whose chain step 1.75, jitter 10 % and spacing 1.25 were
+# Multi-object layout (after docs/PAPER.md §2.8, whose chain step 1.75, jitter 10 % and spacing 1.25 were
 # scaled by 1/5): a jittered chain of steps of 0.3 m, centres at least 0.25 m apart, laid in the plane
 # facing the camera through the point of the viewing axis at the depth of the world origin (a chain on
 # the ground would be squashed 2.3x vertically by the paper's downward-looking camera and overlap),

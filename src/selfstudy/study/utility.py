@@ -5,7 +5,7 @@ For a pretrained model finetuned on ``n`` labels that reaches accuracy ``a(n)``,
     U(n) = n_s(a(n)) / n - 1
 
 where ``n_s(a)`` is the number of labels a model trained from scratch needs to reach ``a``
-(Newell & Deng, CVPR 2020; PAPER.md §6). U = 0: no benefit; U = 1: pretraining is worth doubling the
+(Newell & Deng, CVPR 2020; docs/PAPER.md §7). U = 0: no benefit; U = 1: pretraining is worth doubling the
 labels; U < 0: pretraining hurts.
 
 ``n_s`` comes from the scratch curve, the mean over seeds at each measured label count:

@@ -3,9 +3,9 @@
 A dense task reads one feature map, ``maps[dense_map]`` (N, C, h, w) at stride ``s`` (``h = H / s``; 8
 for ResNet9 and the dilated ResNets), and predicts K values per pixel. Two readouts:
 
-- ``"decoder"`` (default, PAPER.md §11): :class:`UpsamplingDecoder`, a light resize-convolution decoder
+- ``"decoder"`` (default, docs/PAPER.md §9.12): :class:`UpsamplingDecoder`, a light resize-convolution decoder
   that brings the map back to the input resolution, so predictions and scores are per input pixel;
-- ``"linear"`` (the paper's, PAPER.md §2.3-2.4): :class:`LinearReadout`, one ``Linear(C -> K)`` at every
+- ``"linear"`` (the paper's, docs/PAPER.md §5.3-5.4): :class:`LinearReadout`, one ``Linear(C -> K)`` at every
   pixel of the map (a 1x1 convolution), scored at the map's resolution against labels downsampled by
   nearest-neighbour sampling, as the paper's ``F.interpolate`` did (16x16 for 128 px on a dilated
   ResNet50).

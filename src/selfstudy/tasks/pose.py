@@ -1,4 +1,4 @@
-"""Pose as the paper posed it: 5-way classification of the object's up axis (PAPER.md §2.2).
+"""Pose as the paper posed it: 5-way classification of the object's up axis (docs/PAPER.md §5.2).
 
 The targets are the dataset's ``pose_class`` array: class 0 is upright (the up axis within pi/8 of the
 world's), classes 1-4 are the four quadrants the up axis tilts toward (psi centred at 180, -90, 0 and

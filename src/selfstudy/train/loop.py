@@ -65,10 +65,10 @@ class TrainingDiverged(UserError):
 
 @dataclass
 class TrainConfig:
-    """How to train. Defaults are the paper's (PAPER.md §3.5, §5.1).
+    """How to train. Defaults are the paper's (docs/PAPER.md §4.5, §6.1).
 
     Length: give ``epochs`` (real passes over the data, may be fractional) *or* ``steps``. Note that
-    the paper's "epoch" was a fixed block of 50,000 samples (PAPER.md §5.2), not a pass; here an epoch
+    the paper's "epoch" was a fixed block of 50,000 samples (docs/PAPER.md §6.2), not a pass; here an epoch
     is always a pass over the training tensors. The resulting step count is then clamped to
     ``[min_steps, max_steps]`` (useful for tiny labelled subsets, where a pass is a single step).
 

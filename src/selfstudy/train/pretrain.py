@@ -2,7 +2,7 @@
 
 :func:`pretrain` loads the training split onto the device, fits the input normalisation to it, builds
 the method, and trains it with the one :class:`~selfstudy.train.loop.Trainer`. Beside the method it
-trains an **online linear probe** (PAPER.md §2.5): a ``Linear(D -> 10)`` on the *detached* pooled
+trains an **online linear probe** (docs/PAPER.md §5.5): a ``Linear(D -> 10)`` on the *detached* pooled
 features the method returns (standardised by a BatchNorm without affine parameters), on the dataset's
 class labels, so every epoch's log line says how linearly
 separable the classes are in the features so far, at no cost to the backbone (its gradient stops at the

@@ -1,4 +1,4 @@
-"""Frozen-feature protocols: a linear probe and k-nearest neighbours (PAPER.md §7).
+"""Frozen-feature protocols: a linear probe and k-nearest neighbours (docs/PAPER.md §6.5).
 
 The encoder (pretrained, or randomly initialised as a baseline) is frozen and run **once**, in eval mode
 and without augmentation, over the labeled subset (nested, class-balanced, exactly the images
@@ -15,7 +15,7 @@ validation subset from a small grid (``weight_decays``), as is the step (validat
 offline probe was scikit-learn's L-BFGS logistic regression on class-balanced subsets; Adam to
 convergence reaches the same optimum for the convex problem and also serves regression tasks. For dense
 tasks (segmentation, depth) every pixel of the feature map is a row, with its label sampled there by
-nearest neighbour: the paper's linear readout (PAPER.md §2.3, §7).
+nearest neighbour: the paper's linear readout (docs/PAPER.md §5.3, §6.5).
 
 **k-NN** (:func:`knn`, classification-type tasks only): cosine similarity between L2-normalised
 features; the ``k`` nearest labeled images vote with weight ``exp(similarity / temperature)`` (Wu et
@@ -153,7 +153,7 @@ class _Standardise(nn.Module):
 
 def _dense_rows(f: ProbeFeatures) -> ProbeFeatures:
     """Dense features as one row per feature-map pixel, labels sampled there (nearest): the paper's dense
-    linear evaluation (PAPER.md §7), on every pixel. A linear probe of a dense task is therefore always
+    linear evaluation (docs/PAPER.md §6.5), on every pixel. A linear probe of a dense task is therefore always
     the linear readout at feature resolution, whatever the task's own readout."""
     from selfstudy.tasks.dense_head import pixel_rows
 

@@ -1,4 +1,4 @@
-"""The paper's learning-rate schedule (PAPER.md §5.1): linear warm-up, then linear decay.
+"""The paper's learning-rate schedule (docs/PAPER.md §6.1): linear warm-up, then linear decay.
 
 The original code ran a per-iteration ``LambdaLR`` that rose linearly from 0 to the peak over the first 5
 "epochs" and fell linearly to the final rate at the last milestone. Here the schedule is a pure function
