@@ -172,8 +172,8 @@ def _scores(src: torch.Tensor, m: torch.Tensor, w: torch.Tensor, b: torch.Tensor
     else:
         trg = torch.einsum("ec,ncl->nel", w, m) + b[:, None]                 # (2n, e, L): r itself
     # Direction 0 (view-1 sources) meets view 2's targets, direction 1 view 1's. Targets are laid out
-    # (2, n L, width) and handed to bmm transposed: the layout the CPU's GEMM reads fastest (the
-    # (2, width, n L) layout made the forward product ~1.4x slower at width 129).
+    # (2, n L, width) and handed to bmm transposed: the layout the CPU's GEMM reads fastest
+    # (docs/RESULTS.md §3).
     trg = trg.view(2, n, -1, locs).flip(0).transpose(2, 3).reshape(2, n * locs, -1)
     if gemm_dtype is not None and gemm_dtype != torch.float32:
         src, trg = src.to(gemm_dtype), trg.to(gemm_dtype)

@@ -11,13 +11,8 @@ paper: 8192 on ResNet50's 2048-d features), ``lambd`` 0.0051 (the paper's 0.005 
 CIFAR recipe), Adam with the paper's schedule (lr 1e-3, weight decay 1e-6) instead of LARS. Each view
 gets its own backbone pass unless ``joint_bn`` (see :func:`~selfstudy.methods.base.encode_views`).
 
-Measured at toy scale (resnet9-tiny, 32 px, a linear probe on frozen features, as the real-effect test
-of ``tests/train/test_pretrain.py``): after 16-20 passes Barlow Twins did **not** beat random
-initialisation (TCVL, 8k images: 17.0-19.3 % vs 20.1 % over lr 1e-3 / 4e-3, batch 128 / 256, projector
-256-1024 wide; -CV-, 4k images: 27.1-30.3 % vs 27.6 %, lambd 0.0005-0.0051), where SimCLR reached
-30.7 % / 45 % and VICReg 33.3 % / 40.3 %. It is slow to start, not broken: 60 passes over the same
--CV- images (lr 1e-3, batch 128) reach 43.2 % vs 27.6 %. Give it long schedules, and check with a probe
-before trusting a short run in a study.
+At toy scale it is slow to start: give it long schedules, and check a short run with a probe before
+trusting it in a study (measurements: docs/RESULTS.md §1).
 """
 
 from __future__ import annotations

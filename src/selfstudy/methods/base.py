@@ -221,9 +221,8 @@ def encode_views(encoder: nn.Module, views: Sequence[torch.Tensor], joint: bool 
     BatchNorm normalises each view with its own batch statistics, as solo-learn and lightly encode
     views. ``joint=True``: one pass over all views concatenated, so BatchNorm sees all of them at
     once (SimCLR's global BN, AMDIM's original code). The objective is the same; the batch statistics
-    differ. Per-view passes are faster on a CPU (two 256-image passes of resnet9-tiny at 32 px take
-    ~0.73x the time of one 512-image pass, measured with ``benchmarks/train_throughput.py``), while a
-    GPU is usually faster with one large pass.
+    differ. Per-view passes are faster on a CPU, while a GPU is usually faster with one large pass
+    (docs/RESULTS.md §3).
     """
     if joint or len(views) == 1:
         out = encoder(torch.cat(list(views)) if len(views) > 1 else views[0])

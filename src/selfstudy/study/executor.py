@@ -449,10 +449,9 @@ def choose_executor(device: str, cells: int, threads: int | None = None, cores: 
 
     On a GPU (``device`` ``cuda...``): in-process, since cells would share the one device. On a CPU
     with at least two cores and more than one cell: the local executor with one worker per
-    ``threads`` cores (``threads``: the study's pinned threads per cell, default 1). Measured on the
-    2-core development machine (benchmarks/study_throughput.py): two finetune cells side by side
-    with one thread each take ~0.8x the time of the same cells one after the other with two threads.
-    Otherwise in-process.
+    ``threads`` cores (``threads``: the study's pinned threads per cell, default 1): side by side with
+    one thread each, cells finish sooner than one after the other with all threads (docs/RESULTS.md
+    §3). Otherwise in-process.
     """
     cores = available_cores() if cores is None else cores
     if device.startswith("cuda") or cells < 2 or cores < 2:

@@ -4,16 +4,13 @@ PyTorch's CPU tensors come from the C library's ``malloc``. glibc serves a large
 *mmap threshold*, 128 KiB rising to at most 32 MiB) with a fresh ``mmap`` and gives it back to the
 kernel with ``munmap`` when freed, and it trims the top of its heap once more than a few hundred KiB is
 free there. A training step allocates and frees the same activation tensors every step, so every step
-maps fresh zero pages and faults on each of them: measured on this project's 2-core machine, a bare
-supervised step of ``resnet9-tiny`` at 32 px (batch 256) took 227 ms with glibc's defaults and 170 ms
-with freed memory kept; ``resnet9`` at 64 px (batch 128) 5.9 s and 3.3 s. (The GPU has its own caching
-allocator; this is the CPU's equivalent.)
+maps fresh zero pages and faults on each of them, which costs a CPU step a large share of its time
+(docs/RESULTS.md §3). (The GPU has its own caching allocator; this is the CPU's equivalent.)
 
 :func:`retain_freed_memory` turns both off with ``mallopt``: no ``mmap`` for large blocks
 (``M_MMAP_MAX = 0``, so they come from the heap and are reused) and no trimming
-(``M_TRIM_THRESHOLD`` at its maximum). The process then keeps its peak heap for its lifetime (the
-resident size of the 64 px case above rose from 2.1 to 2.5 GB), which is what a training process
-wants; set ``SELFSTUDY_MALLOC=default`` to keep glibc's defaults. It is a no-op on other C libraries
+(``M_TRIM_THRESHOLD`` at its maximum). The process then keeps its peak heap for its lifetime (a
+somewhat larger resident size), which is what a training process wants; set ``SELFSTUDY_MALLOC=default`` to keep glibc's defaults. It is a no-op on other C libraries
 and platforms. Numbers do not depend on it: only where memory comes from changes.
 """
 
