@@ -70,6 +70,36 @@ def test_a_class_folder_imports_with_its_colours_labels_and_splits(tmp_path):
     ds.verify()
 
 
+def test_an_exif_rotated_photo_is_stored_as_it_is_seen(tmp_path):
+    src = class_folder(tmp_path / "src", per_class=6)
+    a = np.zeros((8, 16, 3), np.uint8)
+    a[:, :8] = (255, 0, 0)  # stored: red left, blue right
+    a[:, 8:] = (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view": red on top
+    Image.fromarray(a).save(src / "red" / "phone.jpg", quality=95, exif=exif.tobytes())
+    r = import_images(src, tmp_path / "ds", res=8, progress=False)
+    row = next(f for f in csv.DictReader(open(r.path / "files.csv")) if f["path"] == "red/phone.jpg")
+    img = np.asarray(open_dataset(r.path)["images"][int(row["index"])]).astype(int)
+    assert img[:3, :, 0].mean() > 200 and img[:3, :, 2].mean() < 50   # red on top
+    assert img[5:, :, 2].mean() > 200 and img[5:, :, 0].mean() < 50   # blue below
+
+
+def test_numeric_class_names_keep_their_numeric_order(tmp_path):
+    for name in ("2", "10", "1"):
+        for i in range(4):
+            write_image(tmp_path / "src" / name / f"{i}.png", (int(name) * 20, 0, 0))
+    rows = [[f"src/{n}/{i}.png", n] for n in ("2", "10", "1") for i in range(4)]
+    r = import_images(write_csv(tmp_path / "l.csv", rows, ("path", "label")), tmp_path / "ds", res=8,
+                      val_frac=0.25, test_frac=0.25, progress=False)
+    folder = import_images(tmp_path / "src", tmp_path / "ds2", res=8, val_frac=0.25, test_frac=0.25,
+                           progress=False)
+    for ds in (open_dataset(r.path), open_dataset(folder.path)):
+        assert ds.config["class_names"] == ["1", "2", "10"]
+        labels, images = np.asarray(ds["label"]), np.asarray(ds["images"]).astype(int)
+        assert np.array_equal(images[:, 0, 0, 0] // 20, np.array([1, 2, 10])[labels])
+
+
 def test_unlabeled_images_are_in_the_pool_and_never_in_val_or_test(tmp_path):
     src = class_folder(tmp_path / "src")
     for i in range(7):

@@ -91,7 +91,8 @@ def run_info(args) -> int:
     if "import" in ds.manifest:
         imp = ds.manifest["import"]
         print(f"classes   {len(imp['class_counts'])} (train/val/test images per class)")
-        for name, c in imp["class_counts"].items():
+        for name in ds.config.get("class_names", imp["class_counts"]):  # in class-id order
+            c = imp["class_counts"][name]
             print(f"  {name}  {c['train']}/{c['val']}/{c['test']}")
         if imp.get("skipped"):
             print(f"skipped   {imp['skipped']} unreadable file(s) at import, listed in {ds.path / imp['log']}")

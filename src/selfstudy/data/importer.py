@@ -3,7 +3,7 @@
 Two sources:
 
 - a **folder** with one sub-folder per class (``cats/``, ``dogs/``; images anywhere below each), the
-  class ids in sorted order of the folder names;
+  class ids in sorted order of the folder names (numeric order when every name is an integer);
 - a **CSV** with the columns ``path`` (relative to the CSV's folder, or absolute) and ``label`` (a class
   name; empty = unlabeled), and optionally ``group`` (images that must share a split) and ``split``
   (``train``/``val``/``test``, empty = drawn). Other columns are ignored.
@@ -126,11 +126,12 @@ def collect_unlabeled(folder: str | os.PathLike) -> list[Item]:
 
 
 def collect_folder(root: str | os.PathLike, unlabeled: str | os.PathLike | None = None) -> Source:
-    """Items of a folder with one sub-folder per class (class ids: sorted folder names)."""
+    """Items of a folder with one sub-folder per class (class ids: the folder names in
+    :func:`_class_order`)."""
     root = Path(root)
     skip = Path(unlabeled).resolve() if unlabeled is not None else None
-    classes = sorted(p.name for p in root.iterdir()
-                     if p.is_dir() and not p.name.startswith(".") and p.resolve() != skip)
+    classes = _class_order({p.name for p in root.iterdir()
+                            if p.is_dir() and not p.name.startswith(".") and p.resolve() != skip})
     if not classes:
         raise UserError(f"{root} has no class sub-folders; put each class's images in a sub-folder named "
                         f"after the class (e.g. {root}/cat/1.jpg), or list them in a CSV with path,label")
