@@ -170,6 +170,9 @@ class Rule:
     pattern: str | None = None
     nonempty: bool = False
     allowed: str | None = None
+    #: How an error reads: "must" (``key must be <allowed>, got <value>``) or "choice" (``key <value>
+    #: is not allowed; allowed: <allowed>``, for names and patterns).
+    style: str = "must"
 
 
 def option(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING,
@@ -188,13 +191,18 @@ class Config:
     """
 
     config_name: ClassVar[str] = "config"
-    #: The error for keys the config does not have ({where}, {keys}, {hint}: "did you mean", {allowed}).
+    #: The error for keys the config does not have ({where}, {prefix}, {keys}, {first}: the first
+    #: unknown key, {hint}: "did you mean", {allowed}).
     unknown_message: ClassVar[str] = "{where}: unknown option(s) {keys}{hint}; allowed: {allowed}"
+    #: Whether string values are text to read (``"1e-3"`` -> 0.001, ``"true"`` -> True), as from a
+    #: command line; False where values come typed by YAML, so that ``'yes'`` stays a string.
+    read_strings: ClassVar[bool] = True
 
     @classmethod
-    def load(cls, raw: Mapping[str, Any] | None = None, *, where: str | None = None, base: Any = None):
+    def load(cls, raw: Mapping[str, Any] | None = None, *, where: str | None = None, base: Any = None,
+             prefix: str = ""):
         """An instance from ``raw`` (see :func:`load`)."""
-        return load(cls, raw, where=where, base=base)
+        return load(cls, raw, where=where, base=base, prefix=prefix)
 
     def validate(self):
         """Convert every field to its type, check its rule, then :meth:`check`; return ``self``."""
@@ -208,38 +216,41 @@ class Config:
     def require(self, ok: bool, key: str, allowed: str) -> None:
         """Raise the config's :class:`UserError` for ``key`` unless ``ok``."""
         if not ok:
-            raise UserError(_message(self.config_name, key, allowed, getattr(self, key)))
+            raise UserError(_message(self.config_name, key, allowed, getattr(self, key), Rule()))
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical plain dict (tuples as lists): what checkpoints store and cell ids hash."""
         return canonical(self)
 
 
-def load(cls: type, raw: Mapping[str, Any] | None = None, *, where: str | None = None, base: Any = None):
+def load(cls: type, raw: Mapping[str, Any] | None = None, *, where: str | None = None, base: Any = None,
+         prefix: str = ""):
     """A ``cls`` (a :class:`Config` dataclass) from a mapping, converted by type hint and validated.
 
     ``raw`` comes from YAML, from :func:`parse_overrides` or from a dict whose string values are read
     as YAML (``"1e-3"``, ``"true"``); ``None`` values reset a field to its default. Starts from
     ``base`` (an instance) or the class defaults. Unknown keys raise :class:`UserError` naming the
     nearest allowed one; a value of the wrong type or out of its rule raises one naming what is allowed.
+    ``where`` starts every message (default: the class's ``config_name``); ``prefix`` goes before every
+    key in them (``"datasets."``).
     """
     where = cls.config_name if where is None else where
     raw = {} if raw is None else raw
     if not isinstance(raw, Mapping):
-        raise UserError(f"{where}: must be a mapping of options, got {raw!r}")
+        raise UserError(f"{where}: {prefix.rstrip('.') or 'it'} must be a mapping of options, got {raw!r}")
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in raw if k not in names]
     if unknown:
         near = difflib.get_close_matches(str(unknown[0]), names, n=1)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise UserError(cls.unknown_message.format(where=where, keys=", ".join(map(str, unknown)), hint=hint,
-                                                   allowed=", ".join(names)))
+        raise UserError(cls.unknown_message.format(where=where, prefix=prefix, keys=", ".join(map(str, unknown)),
+                                                   first=unknown[0], hint=hint, allowed=", ".join(names)))
     hints = typing.get_type_hints(cls)
     values = {}
     for k, v in raw.items():
         if v is None and not _optional(hints[k]):
             continue  # reset to the default
-        values[k] = convert(v, hints[k], k, where, _rule_of(cls, k))
+        values[k] = convert(v, hints[k], prefix + k, where, _rule_of(cls, k), cls.read_strings)
     obj = dataclasses.replace(base, **values) if base is not None else cls(**values)
     return obj.validate()
 
@@ -255,11 +266,13 @@ def canonical(obj: Any) -> Any:
     return obj
 
 
-def convert(value: Any, hint: Any, key: str, where: str, rule: Rule | None = None) -> Any:
+def convert(value: Any, hint: Any, key: str, where: str, rule: Rule | None = None, strings: bool = True) -> Any:
     """``value`` as type ``hint`` (bool, int, float, str, Optional, tuple[...], Mapping, Any, a
-    dataclass), a string read as YAML first unless the field is a string; then its ``rule`` checked."""
+    dataclass), then its ``rule`` checked. With ``strings`` (text from a command line or a dict of
+    such text) a string is read as YAML first unless the field is a string; without (a value YAML
+    already typed), a string is only a string."""
     rule = rule or Rule()
-    out = _convert(value, hint, key, where, rule)
+    out = _convert(value, hint, key, where, rule, strings)
     _check_rule(out, hint, key, where, rule)
     return out
 
@@ -299,13 +312,16 @@ def _validate_fields(obj: Any, where: str) -> None:
     hints = typing.get_type_hints(type(obj))
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        out = convert(value, hints[f.name], f.name, where, _rule_of(type(obj), f.name))
+        out = convert(value, hints[f.name], f.name, where, _rule_of(type(obj), f.name), obj.read_strings)
         if out is not value and out != value or type(out) is not type(value):
             object.__setattr__(obj, f.name, out)
 
 
-def _message(where: str, key: str, allowed: str, value: Any) -> str:
-    return f"{where + ': ' if where else ''}{key} must be {allowed}, got {value!r}"
+def _message(where: str, key: str, allowed: str, value: Any, rule: Rule) -> str:
+    head = f"{where}: " if where else ""
+    if rule.style == "choice":
+        return f"{head}{key} {value!r} is not allowed; allowed: {allowed}"
+    return f"{head}{key} must be {allowed}, got {value!r}"
 
 
 def _optional(hint: Any) -> bool:
@@ -354,16 +370,16 @@ def _or(choices: Iterable) -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
 
 
-def _convert(value: Any, hint: Any, key: str, where: str, rule: Rule) -> Any:
+def _convert(value: Any, hint: Any, key: str, where: str, rule: Rule, strings: bool = True) -> Any:
     given = hint
 
     def fail() -> typing.NoReturn:
-        raise UserError(_message(where, key, allowed_text(given, rule), value))
+        raise UserError(_message(where, key, allowed_text(given, rule), value, rule))
 
     if hint is Any:
         return value
     if _optional(hint):
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+        if value is None or (strings and isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
             return None
         hint = _strip_optional(hint)
     if dataclasses.is_dataclass(hint):
@@ -371,12 +387,12 @@ def _convert(value: Any, hint: Any, key: str, where: str, rule: Rule) -> Any:
             return value
         if not isinstance(value, Mapping):
             fail()
-        return load(hint, value, where=f"{where}: {key}" if where else key)
+        return load(hint, value, where=where, prefix=f"{key}.")
     if hint is str:
         if not isinstance(value, str):
             fail()
         return value
-    text = value.strip() if isinstance(value, str) else None
+    text = value.strip() if isinstance(value, str) and strings else None
     if text is not None and hint is not bool:
         try:
             value = parse_value(text) if typing.get_origin(hint) is not tuple or text[:1] in "[(" else text
@@ -407,7 +423,7 @@ def _convert(value: Any, hint: Any, key: str, where: str, rule: Rule) -> Any:
     origin = typing.get_origin(hint)
     if origin is tuple:
         args = typing.get_args(hint)
-        if isinstance(value, str):
+        if isinstance(value, str) and strings:
             items = [v.strip() for v in value.split(",")]
         elif isinstance(value, (list, tuple)):
             items = list(value)
@@ -419,7 +435,7 @@ def _convert(value: Any, hint: Any, key: str, where: str, rule: Rule) -> Any:
         if len(types) != len(items):
             fail()
         try:
-            return tuple(_convert(v, t, key, where, Rule()) for v, t in zip(items, types))
+            return tuple(_convert(v, t, key, where, Rule(), strings) for v, t in zip(items, types))
         except UserError:
             fail()
     if origin in (dict, Mapping, abc.Mapping):
@@ -446,4 +462,4 @@ def _check_rule(value: Any, hint: Any, key: str, where: str, rule: Rule) -> None
                     or (rule.le is not None and not v <= rule.le) or (rule.lt is not None and not v < rule.lt):
                 ok = False
     if not ok:
-        raise UserError(_message(where, key, allowed_text(hint, rule), value))
+        raise UserError(_message(where, key, allowed_text(hint, rule), value, rule))

@@ -273,3 +273,51 @@ def test_budget_check_seeds_and_the_paper_preset():
     checks = paper.cells().checks
     # 12 datasets x 5 arms classification + 6 V=1 datasets x 5 arms pose, at 2 label counts, seed 0
     assert len(checks) == (12 + 6) * 5 * 2
+
+
+def test_split_sizes_come_from_the_generator_rule():
+    # n=1000: 100 model groups; groups 96..99 are buckets 0..3 (train, val, test, train), so the training
+    # split holds 820 images (the drifted copy of the rule counted 840).
+    with pytest.raises(UserError, match=r"label count 821 is larger than the training split of dataset TCVL "
+                                        r"\(820 images of datasets.n=1000\); allowed: at most 820"):
+        spec_from_dict(_raw(datasets={"factors": ["TCVL"], "n": 1000}, labels=[100, 821]))
+    assert spec_from_dict(_raw(datasets={"factors": ["TCVL"], "n": 1000}, labels=[100, 300])).labels == (100, 300)
+
+
+def test_a_label_count_needing_more_of_a_class_than_the_training_split_holds_is_refused():
+    # n=1234 (not a multiple of 12): the smallest class of TCVL's training split has 34 images (classes
+    # are drawn per model group of 10), so 341 labels (35 per class) cannot be class-balanced.
+    from selfstudy.data.generate import DatasetConfig
+
+    counts = DatasetConfig(factors="TCVL", n=1234, res=32).class_counts()["train"]
+    assert int(counts.min()) == 34 and int(counts.sum()) == 1014
+    data = {"factors": ["TCVL"], "n": 1234}
+    assert spec_from_dict(_raw(datasets=data, labels=[100, 340])).labels == (100, 340)
+    with pytest.raises(UserError, match=r"label count 341 needs 35 images per class but dataset TCVL's "
+                                        r"training split has only 34 of its smallest class .*allowed: at most 340"):
+        spec_from_dict(_raw(datasets=data, labels=[100, 341]))
+
+
+def test_a_key_given_twice_in_a_spec_file_is_refused(tmp_path):
+    f = tmp_path / "twice.yaml"
+    f.write_text("name: t\ndatasets: {factors: [TCVL]}\nmethods: [scratch]\ndatasets: {factors: ['0000']}\n")
+    with pytest.raises(UserError, match=r"not valid YAML \(key 'datasets' is given twice \(line 2 and line 4\)") as e:
+        load_spec(f)
+    assert "\n" not in str(e.value)
+    with pytest.raises(UserError, match="given twice"):
+        load_spec("quick", ["finetune={lr: 1, lr: 2}"])
+
+
+def test_spec_strings_stay_strings():
+    # YAML already typed the spec: a quoted 'yes' or '600' is a string, not a boolean or a number.
+    with pytest.raises(UserError, match="datasets.n must be a whole number >= 1, got '600'"):
+        spec_from_dict(_raw(datasets={"factors": ["TCVL"], "n": "600"}))
+
+
+def test_a_spec_with_no_runnable_cell_is_refused():
+    # Pose on a fixed-viewpoint dataset only: every cell would be skipped.
+    spec = spec_from_dict(_raw(datasets={"factors": ["TC-L"], "n": 6000}, tasks=["pose"]))
+    with pytest.raises(UserError, match=r"study t: the spec expands to no runnable cell: skipped task pose on "
+                                        r"TC-L: .*V=0") as e:
+        expand(spec)
+    assert "\n" not in str(e.value)

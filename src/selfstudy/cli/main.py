@@ -2,14 +2,18 @@
 ``register(subparsers)``, which adds its parser and sets ``func`` to a ``run(args) -> int`` function.
 Heavy imports (torch, moderngl) happen inside ``run`` so that ``--help`` stays instant.
 
-Any :class:`~selfstudy.errors.UserError` becomes one line on stderr and exit status 2.
+Any :class:`~selfstudy.errors.UserError` becomes one line on stderr and exit status 2, and so does a bad
+argument (:class:`Parser`, the class of every subcommand's parser).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import re
 import sys
+import typing
 
 from selfstudy import __version__
 from selfstudy.errors import UserError
@@ -18,12 +22,51 @@ from selfstudy.errors import UserError
 SUBCOMMANDS = ("render", "data", "pretrain", "finetune", "probe", "study", "report", "bench")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse exits with status 2 on bad arguments already; keep its one-line message."""
+#: What an argument of each ``type=`` allows, for the one-line error of a value that does not convert.
+_TYPE_WORDS = {"int": "a whole number, e.g. 0 or 100", "float": "a number, e.g. 0.15 or 1e-3",
+               "Path": "a path"}
+_INVALID = re.compile(r"^argument (?P<arg>.+?): invalid (?P<type>\w+) value: (?P<value>.*)$")
+_UNRECOGNIZED = re.compile(r"^unrecognized arguments: (?P<args>.*)$")
+
+
+class Parser(argparse.ArgumentParser):
+    """The parser of ``selfstudy`` and of every subcommand (``add_subparsers`` makes its sub-parsers of
+    the parser's own class): a bad argument is one line on stderr that names the argument and what it
+    allows, and exit status 2, like every other error; no usage block."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, extras = super().parse_known_args(args, namespace)
+        if extras and not hasattr(ns, "_extras_parser"):
+            ns._extras_parser = self  # the innermost parser that saw them: its options suggest a fix
+        return ns, extras
+
+    def parse_args(self, args=None, namespace=None):
+        ns, extras = self.parse_known_args(args, namespace)
+        owner = ns.__dict__.pop("_extras_parser", self)
+        if extras:
+            owner.error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {self._explain(message)} (see {self.prog} --help)\n")
+
+    def _explain(self, message: str) -> str:
+        m = _INVALID.match(message)
+        if m:
+            allowed = _TYPE_WORDS.get(m["type"], f"a {m['type']}")
+            return f"argument {m['arg']}: {m['value']} is not allowed; it must be {allowed}"
+        m = _UNRECOGNIZED.match(message)
+        if m:
+            known = [o for a in self._actions for o in a.option_strings]
+            first = m["args"].split()[0]
+            near = difflib.get_close_matches(first.split("=")[0], known, n=1)
+            hint = f" (did you mean {near[0]}?)" if near and first.startswith("-") else ""
+            return f"unrecognized arguments: {m['args']}{hint}"
+        return message
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="selfstudy",
         description="Measure how useful self-supervised pretraining is: render data, pretrain, finetune, "
                     "run whole studies and report the labels saved.",
@@ -33,14 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"selfstudy {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"selfstudy.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"selfstudy.cli.{name}":
-                continue  # not built yet
-            raise
-        module.register(sub)
+    for name in SUBCOMMANDS:  # a subcommand that does not import is a broken install: it raises
+        importlib.import_module(f"selfstudy.cli.{name}").register(sub)
     return parser
 
 

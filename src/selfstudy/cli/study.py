@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from selfstudy.cli.main import Parser
 from selfstudy.errors import UserError
 
 DEFAULT_ROOT = "studies"
@@ -32,7 +33,7 @@ _CELLS_EPILOG = """examples:
   selfstudy study cells my_study.yaml labels=[100]"""
 
 
-class _OverridesAnywhere(argparse.ArgumentParser):
+class _OverridesAnywhere(Parser):
     """A parser whose ``key=value`` overrides may come before, between or after its options: argparse
     gives a ``nargs="*"`` positional only one contiguous run, so the rest are collected here."""
 
@@ -60,7 +61,7 @@ def register(subparsers) -> None:
                                    "downstream cell, then write the report and print the utility table.",
                        epilog=_RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("spec", metavar="SPEC_OR_PRESET", help="a study spec .yaml or a preset name (quick, paper, smoke)")
-    r.add_argument("overrides", nargs="*", metavar="key.sub=value", help="spec overrides, YAML-typed")
+    r.add_argument("overrides", nargs="*", default=[], metavar="key.sub=value", help="spec overrides, YAML-typed")
     r.add_argument("--dir", type=Path, default=None,
                    help=f"study folder (default: {DEFAULT_ROOT}/<spec name>)")
     r.add_argument("--executor", choices=("auto", "inprocess", "local", "ray"), default="auto",
@@ -89,7 +90,7 @@ def register(subparsers) -> None:
                                    "method, backbone and seed, shared) and downstream cells.",
                        epilog=_CELLS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("spec", metavar="SPEC_OR_PRESET")
-    c.add_argument("overrides", nargs="*", metavar="key.sub=value")
+    c.add_argument("overrides", nargs="*", default=[], metavar="key.sub=value")
     c.add_argument("--count", action="store_true", help="print only the numbers of cells")
     c.set_defaults(func=run_cells)
 
@@ -101,6 +102,7 @@ def run_run(args) -> int:
     from selfstudy.study.spec import load_spec
 
     spec = load_spec(args.spec, args.overrides)
+    spec.cells()  # a spec with no runnable cell is refused before its study folder is made
     study_dir = args.dir or Path(DEFAULT_ROOT) / spec.name
     if args.workers is not None and args.executor not in ("auto", "local"):
         raise UserError(f"--workers is for the local executor, not --executor {args.executor}")

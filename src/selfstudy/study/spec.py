@@ -53,18 +53,22 @@ import difflib
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, ClassVar, Iterable, Mapping
 
-import yaml
-
-from selfstudy.config import apply_overrides
+from selfstudy.config import Config, Rule, apply_overrides, convert, load, load_yaml, option
 from selfstudy.core.constants import BUDGET_CHECK_TOLERANCE, PRECISIONS, SCRATCH
+from selfstudy.data.generate import DatasetConfig
 from selfstudy.errors import UserError
 from selfstudy.factors import Factors
+from selfstudy.methods import METHODS, method_config
+from selfstudy.models import BACKBONES, build_backbone
+from selfstudy.scene.classes import NUM_CLASSES
+from selfstudy.tasks import CategoricalTask, get_task
 from selfstudy.train.budget import Budget, ProbeBudget
+from selfstudy.train.pretrain import split_overrides
 
 PROTOCOLS = ("finetune", "linear", "knn")
 SPACES = ("rgb", "lab")
@@ -81,13 +85,18 @@ METHOD_KEYS = ("epochs", "overrides")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _COUNT = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKmM]?)$")
+_SEED = Rule(ge=0, allowed="a whole number >= 0")
 
 
 # --- the spec -------------------------------------------------------------------------------------
 
+#: Messages of the spec's own sections name the key's path: ``unknown key datasets.'size'``.
+_UNKNOWN_KEY = "{where}: unknown key {prefix}{first!r}{hint}; allowed: {allowed}"
+_WHOLE = "a whole number >= {}"
+
 
 @dataclass(frozen=True)
-class DataSpec:
+class DataSpec(Config):
     """The datasets of a study: one per factor string, all with the same size and resolution.
 
     factors: canonical factor bits in TCVL order (``"1111"``); n: images per dataset (all splits);
@@ -96,17 +105,19 @@ class DataSpec:
     tasks run, image-level tasks are skipped).
     """
 
-    factors: tuple[str, ...]
-    n: int = 18000
-    res: int = 32
-    models_per_class: int | None = None
-    seed: int = 0
+    config_name: ClassVar[str] = "study spec"
+    unknown_message: ClassVar[str] = _UNKNOWN_KEY
+    read_strings: ClassVar[bool] = False
+
+    factors: tuple[str, ...] = ()
+    n: int = option(18000, ge=1, allowed=_WHOLE.format(1))
+    res: int = option(32, ge=8, allowed=_WHOLE.format(8))
+    models_per_class: int | None = option(None, ge=1, allowed=_WHOLE.format(1) + " or empty")
+    seed: int = option(0, ge=0, allowed=_WHOLE.format(0))
     multi: bool = False
 
-    def config(self, factors: str):
+    def config(self, factors: str) -> DatasetConfig:
         """The :class:`selfstudy.data.generate.DatasetConfig` of the dataset with these factors."""
-        from selfstudy.data.generate import DatasetConfig
-
         kw = {"factors": factors, "n": self.n, "res": self.res, "seed": self.seed, "multi": self.multi}
         if self.models_per_class is not None:
             kw["models_per_class"] = self.models_per_class
@@ -114,15 +125,20 @@ class DataSpec:
 
 
 @dataclass(frozen=True)
-class MethodSpec:
+class MethodSpec(Config):
     """One method of a study: ``scratch`` or an SSL method with its pretraining budget.
 
     epochs: pretraining epochs (real passes over the training split; None: the method's default);
     overrides: method/training hyper-parameters that differ from the method's defaults.
     """
 
-    name: str
-    epochs: int | None = None
+    config_name: ClassVar[str] = "study spec"
+    unknown_message: ClassVar[str] = _UNKNOWN_KEY
+    read_strings: ClassVar[bool] = False
+
+    name: str = ""
+    epochs: int | None = option(None, ge=1, allowed="a whole number >= 1 of pretraining epochs (passes over "
+                                                    "the training split)")
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -131,13 +147,40 @@ class MethodSpec:
 
 
 @dataclass(frozen=True)
-class Spec:
-    """A validated study spec (see the module docstring). Build it with :func:`load_spec` or
-    :func:`spec_from_dict`; :meth:`to_dict` gives back a dict that rebuilds the same spec."""
+class BudgetCheck(Config):
+    """The ``budget_check`` section as given (see the module docstring); :func:`_budget_check`
+    resolves its defaults against the study's methods, labels and seeds."""
 
-    name: str
-    datasets: DataSpec
-    methods: tuple[MethodSpec, ...]
+    config_name: ClassVar[str] = "study spec"
+    unknown_message: ClassVar[str] = _UNKNOWN_KEY
+    read_strings: ClassVar[bool] = False
+
+    factor: float = option(2.0, gt=1, le=100, allowed="a number in (1, 100], e.g. 2 (twice the budget)")
+    labels: Any = None
+    methods: Any = None
+    seeds: Any = None
+    tolerance: float = option(BUDGET_CHECK_TOLERANCE, ge=0, allowed="a number >= 0 (in the task metric's "
+                                                                    "units, e.g. 0.01 = one accuracy point)")
+
+
+@dataclass(frozen=True)
+class Spec(Config):
+    """A validated study spec (see the module docstring). Build it with :func:`load_spec` or
+    :func:`spec_from_dict`; :meth:`to_dict` gives back a dict that rebuilds the same spec.
+
+    The scalar fields carry their rules (:func:`selfstudy.config.option`); the sections that name
+    registry entries (methods, backbones, tasks, protocols) or have shorthands (labels ``1k``) are read
+    by the helpers below :func:`spec_from_dict`.
+    """
+
+    config_name: ClassVar[str] = "study spec"
+    unknown_message: ClassVar[str] = _UNKNOWN_KEY
+    read_strings: ClassVar[bool] = False
+
+    name: str = option("", pattern=_NAME, style="choice",
+                       allowed="use letters, digits, '_', '-' and '.', starting with a letter or digit")
+    datasets: DataSpec = field(default_factory=DataSpec)
+    methods: tuple[MethodSpec, ...] = ()
     backbones: tuple[str, ...] = ("resnet9-tiny",)
     tasks: tuple[str, ...] = ("classification",)
     protocols: tuple[str, ...] = ("finetune",)
@@ -146,10 +189,11 @@ class Spec:
     finetune: Mapping[str, Any] = field(default_factory=dict)
     linear: Mapping[str, Any] = field(default_factory=dict)
     knn: Mapping[str, Any] = field(default_factory=dict)
-    device: str = "auto"
-    precision: str = "bf16"
+    device: str = option("auto", pattern=_DEVICE, style="choice",
+                         allowed="auto (a GPU if there is one), cpu, cuda or cuda:N")
+    precision: str = option("bf16", choices=PRECISIONS, style="choice", allowed=", ".join(PRECISIONS))
     channels_last: bool = True
-    space: str = "rgb"
+    space: str = option("rgb", choices=SPACES, style="choice", allowed=", ".join(SPACES))
     budget_check: Mapping[str, Any] = field(default_factory=dict)
 
     def method(self, name: str) -> MethodSpec:
@@ -198,7 +242,8 @@ def load_spec(source: str | Path, overrides: Iterable[str] = ()) -> Spec:
     """Read a study spec from a YAML file or a preset name, apply ``key.sub=value`` overrides, validate.
 
     ``source`` is a path to a ``.yaml`` file, or the name of a packaged preset (``quick``, ``paper``,
-    ``smoke``). Raises :class:`UserError` for a missing source, bad YAML or an invalid spec.
+    ``smoke``). Raises :class:`UserError` for a missing source, bad YAML (a key given twice too) or an
+    invalid spec.
     """
     path = Path(source)
     if path.is_file():
@@ -208,10 +253,7 @@ def load_spec(source: str | Path, overrides: Iterable[str] = ()) -> Spec:
     else:
         raise UserError(f"no spec file or preset named {str(source)!r}: give a path to a .yaml study spec "
                         f"or one of the presets {', '.join(preset_names())}")
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise UserError(f"{where}: not valid YAML ({str(e).splitlines()[0]})") from None
+    raw = load_yaml(text, where)
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
@@ -231,41 +273,28 @@ def spec_from_dict(raw: Mapping, where: str = "study spec") -> Spec:
     _no_unknown(raw, TOP_KEYS, where)
     if raw.get("name") is None:
         raise UserError(f"{where}: 'name' is missing: give the study a name (letters, digits, '_', '-', '.')")
-    name = raw["name"]
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise UserError(f"{where}: name {name!r} is not allowed: use letters, digits, '_', '-' and '.', "
-                        f"starting with a letter or digit")
 
     datasets = _data_spec(raw.get("datasets"), where)
     methods = _methods(raw.get("methods"), where)
-    backbones = _names(raw.get("backbones", Spec.backbones), "backbones", where, _backbone_names())
+    backbones = _names(raw.get("backbones", Spec.backbones), "backbones", where, list(BACKBONES))
     _check_methods(methods, backbones, datasets.res, where)
     tasks = _tasks(raw.get("tasks", Spec.tasks), where)
     protocols = _names(raw.get("protocols", Spec.protocols), "protocols", where, PROTOCOLS)
     labels = _labels(raw.get("labels", Spec.labels), where)
     seeds = _seeds(raw.get("seeds", Spec.seeds), where)
-
-    device = _choice_str(raw.get("device", Spec.device), "device", where,
-                         "auto (a GPU if there is one), cpu, cuda or cuda:N", _DEVICE)
-    precision = _one_of(raw.get("precision", Spec.precision), "precision", where, PRECISIONS)
-    space = _one_of(raw.get("space", Spec.space), "space", where, SPACES)
-    channels_last = raw.get("channels_last", Spec.channels_last)
-    if not isinstance(channels_last, bool):
-        raise UserError(f"{where}: channels_last must be true or false, got {channels_last!r}")
-
-    if precision == "fp16" and device == "cpu":
-        raise UserError(f"{where}: precision fp16 needs a CUDA device, but device is cpu; allowed on a "
-                        f"CPU: fp32 or bf16")
-    _check_resolution(backbones, datasets.res, where)
-
     options = {p: _mapping(raw.get(p), p, where) for p in PROTOCOLS}
     for p in PROTOCOLS:
         _check_protocol_options(p, options[p], where)
-
     check = _budget_check(raw.get("budget_check"), protocols, labels, methods, where)
-    spec = Spec(name=name, datasets=datasets, methods=methods, backbones=backbones, tasks=tasks,
-                protocols=protocols, labels=labels, seeds=seeds, device=device, precision=precision,
-                channels_last=channels_last, space=space, budget_check=check, **options)
+    scalars = {k: raw[k] for k in ("name", "device", "precision", "channels_last", "space") if k in raw}
+    spec = load(Spec, {**scalars, "datasets": datasets, "methods": methods, "backbones": backbones,
+                       "tasks": tasks, "protocols": protocols, "labels": labels, "seeds": seeds,
+                       "budget_check": check, **options}, where=where)
+
+    if spec.precision == "fp16" and spec.device == "cpu":
+        raise UserError(f"{where}: precision fp16 needs a CUDA device, but device is cpu; allowed on a "
+                        f"CPU: fp32 or bf16")
+    _check_resolution(backbones, datasets.res, where)
     _check_labels(spec, where)
     return spec
 
@@ -429,6 +458,9 @@ def expand(spec: Spec) -> Plan:
     if missing:
         notes.append(f"budget_check.labels {missing} are not among the study's labels {list(spec.labels)}: "
                      f"no check cells for them")
+    if not downstream:
+        raise UserError(f"study {spec.name}: the spec expands to no runnable cell: "
+                        + ("; ".join(notes) or "no task and protocol applies to its datasets"))
     # A pretraining cell nobody loads (every task skipped on its dataset) is not worth running.
     used = {c.pretrain_id for c in downstream}
     pre_cells = [c for c in pretrain.values() if c.id in used]
@@ -473,26 +505,19 @@ def _budget_check(raw, protocols: tuple, labels: tuple, methods: tuple, where: s
     raw = _mapping(raw, "budget_check", where)
     if not raw:
         return {}
-    _no_unknown(raw, BUDGET_CHECK_KEYS, where, "budget_check.")
+    given = BudgetCheck.load(raw, where=where, prefix="budget_check.")
     if "finetune" not in protocols:
         raise UserError(f"{where}: budget_check re-runs finetune cells, but protocols has no finetune")
-    factor = raw.get("factor", 2)
-    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 1 < factor <= 100:
-        raise UserError(f"{where}: budget_check.factor must be a number in (1, 100], e.g. 2 (twice the "
-                        f"budget), got {factor!r}")
-    tol = raw.get("tolerance", BUDGET_CHECK_TOLERANCE)
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < 1e9:
-        raise UserError(f"{where}: budget_check.tolerance must be a number >= 0 (in the task metric's "
-                        f"units, e.g. 0.01 = one accuracy point), got {tol!r}")
     names = [m.name for m in methods]
-    chosen_methods = list(_names(raw.get("methods", names), "budget_check.methods", where, names))
+    chosen = given.methods if given.methods is not None else names
+    chosen_methods = list(_names(chosen, "budget_check.methods", where, names))
     # Counts that are not among the study's labels (say after a labels=... override) check nothing;
     # the plan says so in a note.
-    chosen_labels = list(_labels(raw.get("labels", list(labels)), where))
-    out = {"factor": float(factor), "labels": sorted(set(chosen_labels)),
-           "methods": [m for m in names if m in chosen_methods], "tolerance": float(tol)}
-    if raw.get("seeds") is not None:  # default: every seed of the study
-        out["seeds"] = sorted(set(_seeds(raw["seeds"], where)))
+    chosen_labels = list(_labels(given.labels if given.labels is not None else list(labels), where))
+    out = {"factor": given.factor, "labels": sorted(set(chosen_labels)),
+           "methods": [m for m in names if m in chosen_methods], "tolerance": given.tolerance}
+    if given.seeds is not None:  # default: every seed of the study
+        out["seeds"] = sorted(set(_seeds(given.seeds, where)))
     return out
 
 
@@ -513,12 +538,6 @@ def _mapping(value, key: str, where: str) -> dict:
     if not isinstance(value, Mapping):
         raise UserError(f"{where}: {key} must be a mapping of options, got {value!r}")
     return dict(value)
-
-
-def _int(value, key: str, where: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UserError(f"{where}: {key} must be a whole number >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _data_spec(raw, where: str) -> DataSpec:
@@ -544,20 +563,9 @@ def _data_spec(raw, where: str) -> DataSpec:
         if b in bits:
             raise UserError(f"{where}: datasets.factors lists {Factors.parse(b).letters} twice")
         bits.append(b)
-    n = _int(raw.get("n", DataSpec.n), "datasets.n", where, 1)
-    res = _int(raw.get("res", DataSpec.res), "datasets.res", where, 8)
-    mpc = raw.get("models_per_class")
-    if mpc is not None:
-        mpc = _int(mpc, "datasets.models_per_class", where, 1)
-    seed = _int(raw.get("seed", DataSpec.seed), "datasets.seed", where, 0)
-    multi = raw.get("multi", False)
-    if not isinstance(multi, bool):
-        raise UserError(f"{where}: datasets.multi must be true or false, got {multi!r}")
-    data = DataSpec(factors=tuple(bits), n=n, res=res, models_per_class=mpc, seed=seed, multi=multi)
+    data = DataSpec.load({**raw, "factors": tuple(bits)}, where=where, prefix="datasets.")
     try:
         data.config(bits[0])  # the generator's own checks (resolution, models per class)
-    except ImportError:
-        pass
     except UserError as e:
         raise UserError(f"{where}: datasets: {e}") from None
     return data
@@ -569,7 +577,7 @@ def _methods(raw, where: str) -> tuple[MethodSpec, ...]:
                         f"e.g. [scratch, rotation]")
     if not isinstance(raw, Mapping):
         raise UserError(f"{where}: methods must be a list of names or a mapping name -> options, got {raw!r}")
-    allowed = [SCRATCH] + _method_names()
+    allowed = [SCRATCH] + sorted(METHODS)
     out = []
     for name, opts in raw.items():
         if name not in allowed:
@@ -577,19 +585,12 @@ def _methods(raw, where: str) -> tuple[MethodSpec, ...]:
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise UserError(f"{where}: unknown method {name!r}{hint}; allowed: {', '.join(allowed)}")
         opts = _mapping(opts, f"methods.{name}", where)
-        if name == SCRATCH:
-            if opts:
-                raise UserError(f"{where}: methods.scratch takes no options (it is not pretrained); "
-                                f"its training budget is the 'finetune' section, got {opts!r}")
-            out.append(MethodSpec(SCRATCH))
-            continue
+        if name == SCRATCH and opts:
+            raise UserError(f"{where}: methods.scratch takes no options (it is not pretrained); "
+                            f"its training budget is the 'finetune' section, got {opts!r}")
         _no_unknown(opts, METHOD_KEYS, where, f"methods.{name}.")
-        epochs = opts.get("epochs")
-        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
-            raise UserError(f"{where}: methods.{name}.epochs must be a whole number >= 1 of pretraining "
-                            f"epochs (passes over the training split), got {epochs!r}")
-        overrides = _mapping(opts.get("overrides"), f"methods.{name}.overrides", where)
-        out.append(MethodSpec(name, epochs, overrides))
+        opts["overrides"] = _mapping(opts.get("overrides"), f"methods.{name}.overrides", where)
+        out.append(MethodSpec.load({**opts, "name": name}, where=where, prefix=f"methods.{name}."))
     return tuple(out)
 
 
@@ -619,7 +620,12 @@ def _tasks(raw, where: str) -> tuple[str, ...]:
         raise UserError(f"{where}: tasks must be a non-empty list, e.g. [classification, pose]")
     out = []
     for t in raw:
-        out.append(_task_spec(t, where))
+        if not isinstance(t, str):
+            raise UserError(f"{where}: a task is a name like classification or pose, got {t!r}")
+        try:
+            out.append(get_task(t).spec)  # the canonical spelling, e.g. pose(bins=24)
+        except UserError as e:
+            raise UserError(f"{where}: tasks: {e}") from None
     if len(set(out)) != len(out):
         raise UserError(f"{where}: tasks lists a task twice: {raw}")
     return tuple(out)
@@ -665,100 +671,38 @@ def _seeds(raw, where: str) -> tuple[int, ...]:
         raw = [raw]
     if not raw or not isinstance(raw, list):
         raise UserError(f"{where}: seeds must be a non-empty list of whole numbers >= 0, e.g. [0, 1, 2]")
-    out = tuple(_int(s, "each seed", where, 0) for s in raw)
+    out = tuple(convert(s, int, "each seed", where, _SEED, strings=False) for s in raw)
     if len(set(out)) != len(out):
         raise UserError(f"{where}: seeds lists a seed twice: {raw}")
     return out
 
 
-def _one_of(value, key: str, where: str, allowed: Iterable[str]) -> str:
-    allowed = tuple(allowed)
-    if value not in allowed:
-        raise UserError(f"{where}: {key} {value!r} is not allowed; allowed: {', '.join(allowed)}")
-    return value
-
-
-def _choice_str(value, key: str, where: str, allowed: str, pattern: re.Pattern) -> str:
-    if not isinstance(value, str) or not pattern.match(value):
-        raise UserError(f"{where}: {key} {value!r} is not allowed; allowed: {allowed}")
-    return value
-
-
-# --- what the other packages allow (imported lazily: they pull in torch) --------------------------
-
-
-def _method_names() -> list[str]:
-    from selfstudy.methods import METHODS
-
-    return sorted(METHODS)
-
-
-def _backbone_names() -> list[str]:
-    from selfstudy.models import BACKBONES
-
-    return list(BACKBONES)
+# --- what the other packages allow ----------------------------------------------------------------
 
 
 def _check_resolution(backbones: tuple[str, ...], res: int, where: str) -> None:
     """Every backbone must take ``res``-pixel images."""
-    from selfstudy.models import build_backbone
-
     for b in backbones:
-        check = getattr(build_backbone(b), "check_input_res", None)
-        if check is None:
-            continue
         try:
-            check(res)
+            build_backbone(b).check_input_res(res)
         except UserError as e:
             raise UserError(f"{where}: datasets.res={res} does not suit backbone {b}: {e}") from None
 
 
-def _task_spec(t, where: str) -> str:
-    """The canonical spelling of task ``t`` (a registry name, maybe with arguments: ``pose(bins=24)``)."""
-    import selfstudy.tasks as tasks
-
-    if not isinstance(t, str):
-        raise UserError(f"{where}: a task is a name like classification or pose, got {t!r}")
-    get = getattr(tasks, "get_task", None)
-    if get is not None:
-        try:
-            return get(t).spec
-        except UserError as e:
-            raise UserError(f"{where}: tasks: {e}") from None
-    if t not in tasks.TASKS:
-        raise UserError(f"{where}: unknown task {t!r}; allowed: {', '.join(tasks.TASKS)}")
-    return t
-
-
-def _task_object(t: str):
-    import selfstudy.tasks as tasks
-
-    get = getattr(tasks, "get_task", None)
-    if get is not None:
-        return get(t)
-    obj = tasks.TASKS[t]
-    return obj() if isinstance(obj, type) else obj
-
-
 def _task_unavailable(t: str, factors: str, multi: bool = False) -> str:
     """Why task ``t`` cannot run on the dataset with these factor bits ("" if it can)."""
-    task = _task_object(t)
-    if multi and not getattr(task, "dense", False):
+    task = get_task(t)
+    if multi and not task.dense:
         return "multi-object scenes have no per-image label (their tasks are per-pixel: segmentation, depth)"
     a = task.available(factors)
-    return "" if a else (getattr(a, "reason", "") or "not available on this dataset")
+    return "" if a else (a.reason or "not available on this dataset")
 
 
 def _protocol_unavailable(protocol: str, t: str) -> str:
     """Why ``protocol`` does not apply to task ``t`` ("" if it does): k-NN votes for image classes."""
     if protocol != "knn":
         return ""
-    try:
-        from selfstudy.tasks.classification import CategoricalTask
-    except ImportError:
-        return ""
-    task = _task_object(t)
-    return "" if isinstance(task, CategoricalTask) else "k-NN votes for classes (classification, pose)"
+    return "" if isinstance(get_task(t), CategoricalTask) else "k-NN votes for classes (classification, pose)"
 
 
 def _resolved_method(name: str, backbone: str, epochs: int | None, overrides: Mapping,
@@ -766,9 +710,6 @@ def _resolved_method(name: str, backbone: str, epochs: int | None, overrides: Ma
     """The method's full config for ``backbone`` (its paper defaults, then ``overrides`` and ``epochs``)
     plus the training-loop overrides: everything pretraining will use. Raises UserError for an unknown
     option or a value the method refuses."""
-    from selfstudy.methods import METHODS, method_config
-    from selfstudy.train.pretrain import split_overrides
-
     method_over, train_over = split_overrides(METHODS[name], dict(overrides))
     if epochs is not None:
         method_over["epochs"] = epochs
@@ -811,57 +752,30 @@ def _resolved_options(protocol: str, options: Mapping) -> dict:
 
 def _dataset_dict(data: DataSpec, factors: str) -> dict:
     """The resolved generation config of one dataset (every generator default filled in)."""
-    try:
-        cfg = data.config(factors)
-    except ImportError:
-        return {"factors": factors, "n": data.n, "res": data.res, "seed": data.seed,
-                "models_per_class": data.models_per_class, "multi": data.multi}
-    return _jsonable(cfg.to_dict())
+    return _jsonable(data.config(factors).to_dict())
 
 
 def _check_labels(spec: Spec, where: str) -> None:
-    """Every label count must fit in the training split every dataset will have, with ``n / 10`` images
-    per class (subsets are class-balanced)."""
+    """Every label count must fit in the training split of every dataset and, as subsets are
+    class-balanced, need no more images of a class (``ceil(n / classes)``) than the training split's
+    smallest class holds. The sizes come from the generator's split rule
+    (:meth:`~selfstudy.data.generate.DatasetConfig.class_counts`), before anything is rendered."""
     for f in spec.datasets.factors:
-        sizes = _split_sizes(spec.datasets, f)
-        if sizes is None:
-            continue
-        train = sizes.get("train")
-        per_class = sizes.get("train_per_class")
+        cfg = spec.datasets.config(f)
+        train = cfg.split_sizes()["train"]
+        counts = cfg.class_counts()
+        smallest = int(counts["train"].min()) if counts is not None else None
         name = Factors.parse(f).letters
         for n in spec.labels:
-            if train is not None and n > train:
+            if n > train:
                 raise UserError(f"{where}: label count {n} is larger than the training split of dataset "
                                 f"{name} ({train} images of datasets.n={spec.datasets.n}); allowed: at most "
                                 f"{train}, or raise datasets.n")
-            if per_class is not None and -(-n // 10) > per_class:
-                raise UserError(f"{where}: label count {n} needs {-(-n // 10)} images per class but dataset "
-                                f"{name}'s training split has only {per_class} of its smallest class; "
-                                f"allowed: at most {per_class * 10}, or raise datasets.n")
-
-
-def _split_sizes(data: DataSpec, factors: str) -> dict | None:
-    """Image counts of the splits the dataset config will produce: ``{"train", "val", "test"}``, plus
-    ``"train_per_class"`` (its smallest class) when the generator can tell without rendering; None if
-    the generator is not available."""
-    try:
-        cfg = data.config(factors)
-    except ImportError:
-        return None
-    counts = getattr(cfg, "split_counts", None)
-    if counts is not None:
-        return dict(counts())
-    # The generator's documented rule: images come in model groups of `reuse` consecutive images, and
-    # group g belongs to bucket g % 12 (buckets 0-9 train, 10 val, 11 test).
-    from selfstudy.data.generate import SPLIT_BUCKETS
-
-    groups = -(-cfg.n // cfg.reuse)
-    sizes = [cfg.reuse] * (groups - 1) + [cfg.n - cfg.reuse * (groups - 1)]
-    out = {"train": 0, "val": 0, "test": 0}
-    for g, size in enumerate(sizes):
-        bucket = g % SPLIT_BUCKETS
-        out["train" if bucket < SPLIT_BUCKETS - 2 else ("val" if bucket == SPLIT_BUCKETS - 2 else "test")] += size
-    return out
+            if smallest is not None and -(-n // NUM_CLASSES) > smallest:
+                raise UserError(f"{where}: label count {n} needs {-(-n // NUM_CLASSES)} images per class but "
+                                f"dataset {name}'s training split has only {smallest} of its smallest class "
+                                f"(datasets.n={spec.datasets.n}); allowed: at most {smallest * NUM_CLASSES}, "
+                                f"or raise datasets.n")
 
 
 def _jsonable(value):
