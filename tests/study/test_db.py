@@ -173,3 +173,91 @@ def test_a_database_of_the_earlier_schema_is_migrated_for_check_cells(tmp_path):
         assert db.get("chk")["kind"] == "check"
     with ResultsDB(path) as db:  # opening again changes nothing
         assert db.statuses() == {"old": "done", "chk": "pending"}
+
+
+# The schema of the database as the code before ``budget: auto`` wrote it (budget checks, no
+# check_of/budget_factor columns, no budget_decisions table), verbatim.
+_SCHEMA_BEFORE_AUTO = """
+CREATE TABLE IF NOT EXISTS cells (
+    cell_id          TEXT PRIMARY KEY,
+    kind             TEXT NOT NULL CHECK (kind IN ('pretrain', 'downstream', 'check')),
+    dataset          TEXT NOT NULL,
+    method           TEXT NOT NULL,
+    backbone         TEXT NOT NULL,
+    task             TEXT,
+    protocol         TEXT,
+    n_labels         INTEGER,
+    seed             INTEGER NOT NULL,
+    pretrain_id      TEXT,
+    status           TEXT NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending', 'running', 'done', 'failed')),
+    config           TEXT NOT NULL,
+    metric           TEXT,
+    higher_is_better INTEGER,
+    val              REAL,
+    test             REAL,
+    val_last         REAL,
+    test_last        REAL,
+    still_improving  INTEGER,
+    steps            INTEGER,
+    seconds          REAL,
+    subset_sha       TEXT,
+    result           TEXT,
+    error            TEXT,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    wall_seconds     REAL,
+    version          TEXT,
+    git_commit       TEXT,
+    host             TEXT,
+    pid              INTEGER,
+    created_at       TEXT NOT NULL,
+    started_at       TEXT,
+    finished_at      TEXT
+);
+CREATE INDEX IF NOT EXISTS cells_status ON cells (status, kind);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS subsets (sha TEXT PRIMARY KEY, n INTEGER NOT NULL, indices TEXT NOT NULL);
+"""
+
+
+def test_a_database_from_before_budget_auto_gets_the_attempt_columns_and_the_decisions_table(tmp_path):
+    path = tmp_path / "results.sqlite"
+    con = sqlite3.connect(path)
+    con.executescript(_SCHEMA_BEFORE_AUTO)
+    con.execute("INSERT INTO cells (cell_id, kind, dataset, method, backbone, task, protocol, n_labels, seed, "
+                "status, config, val, test, created_at) VALUES ('down', 'downstream', '1111', 'scratch', "
+                "'resnet9-tiny', 'classification', 'finetune', 100, 0, 'done', '{\"kind\": \"downstream\"}', "
+                "0.30, 0.29, 'then')")
+    con.execute("INSERT INTO cells (cell_id, kind, dataset, method, backbone, task, protocol, n_labels, seed, "
+                "status, config, val, test, created_at) VALUES ('chk', 'check', '1111', 'scratch', "
+                "'resnet9-tiny', 'classification', 'finetune', 100, 0, 'done', "
+                "'{\"budget_factor\": 2.0, \"check_of\": \"down\", \"kind\": \"check\"}', 0.40, 0.41, 'then')")
+    con.commit()
+    con.close()
+    with ResultsDB(path) as db:
+        assert (db.get("chk")["check_of"], db.get("chk")["budget_factor"]) == ("down", 2.0)
+        assert (db.get("down")["check_of"], db.get("down")["budget_factor"]) == (None, None)
+        assert [r["cell_id"] for r in db.attempts("down")] == ["chk"]
+        assert db.get("down")["test"] == 0.29 and db.budget_decisions() == {}
+        # A new attempt at 4x, added by today's code, carries its columns.
+        four = Cell(id="chk4", kind="check", dataset="1111", method="scratch", backbone="resnet9-tiny", seed=0,
+                    task="classification", protocol="finetune", n_labels=100,
+                    config={"kind": "check", "check_of": "down", "budget_factor": 4.0})
+        assert db.add_cells([four]) == 1
+        assert [(r["cell_id"], r["budget_factor"]) for r in db.attempts("down", status=None)] == [
+            ("chk", 2.0), ("chk4", 4.0)]
+        db.record_budget("down", {"status": "run", "counted_id": "chk", "counted_factor": 2.0, "next_factor": 4.0,
+                                  "cap": 8.0, "gain": 0.1, "tolerance": 0.01,
+                                  "attempts": [{"cell_id": "down", "factor": 1.0, "val": 0.3},
+                                               {"cell_id": "chk", "factor": 2.0, "val": 0.4}]})
+    with ResultsDB(path) as db:  # opening again changes nothing; a decision is replaced, not added
+        assert db.statuses() == {"down": "done", "chk": "done", "chk4": "pending"}
+        d = db.budget_decisions()["down"]
+        assert (d["status"], d["counted_id"], d["counted_factor"], d["next_factor"], d["gain"]) == (
+            "run", "chk", 2.0, 4.0, 0.1)
+        db.record_budget("down", {**d, "status": "converged", "next_factor": None, "gain": float("nan")})
+        d = db.budget_decisions(["down"])["down"]
+        assert (d["status"], d["next_factor"], d["gain"]) == ("converged", None, None)
+        assert [a["cell_id"] for a in d["attempts"]] == ["down", "chk"]
+        with pytest.raises(sqlite3.IntegrityError):
+            db.record_budget("x", {**d, "status": "maybe"})

@@ -5,7 +5,12 @@ seed), its status (``pending`` -> ``running`` -> ``done`` | ``failed``), the ful
 JSON, and once finished the result: the key columns of the downstream result dict (metric,
 higher_is_better, val, test, val_last, test_last, still_improving, steps, seconds, subset_sha), the
 whole dict as JSON, the error text of a failure, wall time, package version, git commit and
-timestamps.
+timestamps. A budget-check cell (kind ``check``, an attempt of ``budget: auto``) also names the cell
+it re-runs (``check_of``) and its budget multiple (``budget_factor``); the ``budget_decisions`` table
+keeps, per checked cell, which of its attempts counts and why (:meth:`ResultsDB.record_budget`).
+Every attempt stays a row of its own.
+
+A database written by an earlier version is migrated when it is opened (:meth:`ResultsDB._migrate`).
 
 Why SQLite: it is in the standard library, a study is one file to copy, and its transactions make
 the store crash-safe. Every write is one transaction in WAL mode, so a ``kill -9`` leaves either the
@@ -72,9 +77,23 @@ CREATE TABLE IF NOT EXISTS cells (
     pid              INTEGER,
     created_at       TEXT NOT NULL,
     started_at       TEXT,
-    finished_at      TEXT
+    finished_at      TEXT,
+    check_of         TEXT,
+    budget_factor    REAL
 );
 CREATE INDEX IF NOT EXISTS cells_status ON cells (status, kind);
+CREATE TABLE IF NOT EXISTS budget_decisions (
+    cell_id          TEXT PRIMARY KEY,
+    status           TEXT NOT NULL CHECK (status IN ('converged', 'run', 'not_converged', 'unchecked')),
+    counted_id       TEXT NOT NULL,
+    counted_factor   REAL NOT NULL,
+    next_factor      REAL,
+    cap              REAL,
+    gain             REAL,
+    tolerance        REAL,
+    attempts         TEXT NOT NULL,
+    decided_at       TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS subsets (sha TEXT PRIMARY KEY, n INTEGER NOT NULL, indices TEXT NOT NULL);
 """
@@ -137,10 +156,25 @@ class ResultsDB:
 
     def _migrate(self) -> None:
         """Bring a database written by an earlier version up to the current schema (inside the
-        caller's transaction): the ``kind`` check gained ``'check'`` (budget-check cells)."""
+        caller's transaction): the ``kind`` check gained ``'check'`` (budget-check cells); the
+        ``check_of`` and ``budget_factor`` columns came with ``budget: auto`` (filled in from the
+        check cells' configs); ``budget_decisions`` is created by the schema itself."""
         row = self._con.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='cells'").fetchone()
-        if row is None or "'check'" in row["sql"]:
-            return
+        if row is not None and "'check'" not in row["sql"]:
+            self._rebuild_cells()
+        cols = {r["name"] for r in self._con.execute("PRAGMA table_info(cells)").fetchall()}
+        for name, sql_type in (("check_of", "TEXT"), ("budget_factor", "REAL")):
+            if name not in cols:
+                self._con.execute(f"ALTER TABLE cells ADD COLUMN {name} {sql_type}")
+        missing = self._con.execute("SELECT cell_id, config FROM cells WHERE kind='check' AND "
+                                    "(check_of IS NULL OR budget_factor IS NULL)").fetchall()
+        for r in missing:
+            cfg = json.loads(r["config"]) if r["config"] else {}
+            self._con.execute("UPDATE cells SET check_of=?, budget_factor=? WHERE cell_id=?",
+                              (cfg.get("check_of"), _factor(cfg.get("budget_factor")), r["cell_id"]))
+
+    def _rebuild_cells(self) -> None:
+        """The cells table rebuilt with today's schema (SQLite cannot change a CHECK in place)."""
         cols = [r["name"] for r in self._con.execute("PRAGMA table_info(cells)").fetchall()]
         self._con.execute("ALTER TABLE cells RENAME TO cells_old")
         self._con.execute("DROP INDEX IF EXISTS cells_status")
@@ -196,12 +230,15 @@ class ResultsDB:
         were new. ``cells`` are :class:`selfstudy.study.spec.Cell` objects."""
         stamp = now()
         rows = [(c.id, c.kind, c.dataset, c.method, c.backbone, c.task, c.protocol, c.n_labels, c.seed,
-                 c.pretrain_id, json.dumps(c.config, sort_keys=True, default=str), stamp) for c in cells]
+                 c.pretrain_id, json.dumps(c.config, sort_keys=True, default=str), stamp,
+                 c.config.get("check_of") if c.kind == "check" else None,
+                 _factor(c.config.get("budget_factor")) if c.kind == "check" else None) for c in cells]
         with self._tx() as con:
             before = con.total_changes
             con.executemany(
                 "INSERT OR IGNORE INTO cells (cell_id, kind, dataset, method, backbone, task, protocol, "
-                "n_labels, seed, pretrain_id, config, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                "n_labels, seed, pretrain_id, config, created_at, check_of, budget_factor) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             return con.total_changes - before
 
     def reset_stale(self) -> int:
@@ -257,7 +294,47 @@ class ResultsDB:
                         "finished_at=? WHERE cell_id=? AND status!='done'",
                         (error, wall_seconds, __version__, git_commit(), now(), cell_id))
 
+    def record_budget(self, cell_id: str, decision: Mapping) -> None:
+        """Keep the ``budget: auto`` decision of checked cell ``cell_id`` (replacing an earlier one):
+        ``decision`` has status (converged, run, not_converged, unchecked), counted_id (the attempt
+        whose numbers count), counted_factor, next_factor, cap, gain, tolerance and attempts (a list of
+        dicts), as :func:`selfstudy.study.autobudget.decision_record` gives."""
+        d = dict(decision)
+        with self._tx() as con:
+            con.execute(
+                "INSERT INTO budget_decisions (cell_id, status, counted_id, counted_factor, next_factor, cap, "
+                "gain, tolerance, attempts, decided_at) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(cell_id) DO "
+                "UPDATE SET status=excluded.status, counted_id=excluded.counted_id, "
+                "counted_factor=excluded.counted_factor, next_factor=excluded.next_factor, cap=excluded.cap, "
+                "gain=excluded.gain, tolerance=excluded.tolerance, attempts=excluded.attempts, "
+                "decided_at=excluded.decided_at",
+                (cell_id, d["status"], d["counted_id"], float(d["counted_factor"]), _factor(d.get("next_factor")),
+                 _factor(d.get("cap")), _real(d.get("gain")), _real(d.get("tolerance")),
+                 json.dumps(_finite_json(d.get("attempts", [])), sort_keys=True, default=str), now()))
+
     # --- reading ----------------------------------------------------------------------------------
+
+    def budget_decisions(self, cell_ids: Iterable[str] | None = None) -> dict[str, dict]:
+        """checked cell id -> its stored ``budget: auto`` decision (keys as :meth:`record_budget` takes,
+        plus decided_at), for the given cells or all."""
+        rows = self._con.execute("SELECT * FROM budget_decisions ORDER BY cell_id").fetchall()
+        wanted = None if cell_ids is None else set(cell_ids)
+        out = {}
+        for r in rows:
+            if wanted is None or r["cell_id"] in wanted:
+                d = dict(r)
+                d["attempts"] = json.loads(d["attempts"])
+                out[d.pop("cell_id")] = d
+        return out
+
+    def attempts(self, cell_id: str, status: str | None = "done") -> list[dict]:
+        """The budget-check rows that re-ran ``cell_id`` (its attempts at larger budgets), by factor."""
+        sql = "SELECT * FROM cells WHERE kind='check' AND check_of=?"
+        args: list = [cell_id]
+        if status is not None:
+            sql += " AND status=?"
+            args.append(status)
+        return [_row_dict(r) for r in self._con.execute(sql + " ORDER BY budget_factor, cell_id", args).fetchall()]
 
     def get(self, cell_id: str) -> dict | None:
         """The row of one cell (see :meth:`rows` for its keys), or None."""
@@ -278,7 +355,7 @@ class ResultsDB:
         """Rows as dicts in the shape :func:`selfstudy.study.report.build_report` reads.
 
         Keys: cell_id, kind, dataset, method, backbone, task, protocol, n_labels, seed, pretrain_id,
-        status, metric, higher_is_better (bool), val, test, val_last, test_last, still_improving (bool),
+        check_of and budget_factor (check cells; None on the others), status, metric, higher_is_better (bool), val, test, val_last, test_last, still_improving (bool),
         steps, seconds, subset_sha, metrics (dict), result (the whole result dict), config (dict), error,
         attempts, wall_seconds, version, git_commit, host, created_at, started_at, finished_at.
         ``status``/``kind`` None mean any; ``cell_ids`` restricts to those cells. Ordered by kind,
@@ -314,6 +391,19 @@ class ResultsDB:
 
     def __len__(self) -> int:
         return self._con.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
+
+
+def _factor(value) -> float | None:
+    """A budget multiple as a float, None when absent."""
+    return None if value is None or isinstance(value, bool) else float(value)
+
+
+def _real(value) -> float | None:
+    """A finite float, else None."""
+    if value is None or isinstance(value, bool):
+        return None
+    v = float(value)
+    return v if math.isfinite(v) else None
 
 
 def _column_value(key: str, value):
