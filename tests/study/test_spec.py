@@ -28,7 +28,9 @@ def test_expansion_counts_and_skipped_tasks():
     assert len(plan.pretrain) == 8
     # TCVL: 2 tasks x 2 protocols x 2 n x 3 methods x 2 seeds; ---- has no pose (V=0): half of that
     assert len(plan.downstream) == 48 + 24
-    assert len({c.id for c in plan.all}) == len(plan) == 80
+    # budget: auto by default: every finetune cell (36 of them) has its first check at twice the budget
+    assert len(plan.checks) == 36 and {c.config["budget_factor"] for c in plan.checks} == {2.0}
+    assert len({c.id for c in plan.all}) == len(plan) == 80 + 36
     assert len(plan.notes) == 1 and "pose" in plan.notes[0] and "----" in plan.notes[0]
     assert not [c for c in plan.downstream if c.dataset == "0000" and c.task == "pose"]
     # scratch runs under every protocol: finetune is the baseline, probes give the random-init floor
@@ -101,7 +103,7 @@ def test_ids_are_stable_and_follow_the_config():
     raw["methods"]["rotation"]["epochs"] = 3
     d = expand(spec_from_dict(raw))
     changed = {(x.kind, x.method) for x, y in zip(a.all, d.all) if x.id != y.id}
-    assert changed == {("pretrain", "rotation"), ("downstream", "rotation")}
+    assert changed == {("pretrain", "rotation"), ("downstream", "rotation"), ("check", "rotation")}
 
     # Another label count adds cells and keeps the others.
     e = expand(spec_from_dict(_raw(labels=[100, 300, 1000])))
@@ -211,8 +213,8 @@ def test_bad_yaml_file(tmp_path):
 def test_budget_check_cells():
     raw = _raw(budget_check={"factor": 3, "labels": [100], "methods": ["scratch", "rotation"]})
     spec = spec_from_dict(raw)
-    assert spec.budget_check == {"factor": 3.0, "labels": [100], "methods": ["scratch", "rotation"],
-                                 "tolerance": 0.01}
+    assert spec.budget_check == {"mode": "auto", "factor": 3.0, "cap": 8.0, "labels": [100],
+                                 "methods": ["scratch", "rotation"], "tolerance": None, "noise_k": 1.0}
     assert spec_from_dict(spec.to_dict()) == spec
     plan = expand(spec)
     base = {c.id: c for c in plan.downstream}
@@ -229,9 +231,20 @@ def test_budget_check_cells():
         assert b1["min_steps"] == 3 * b0["min_steps"] and b1["patience"] == b0["patience"]
         assert chk.id != orig.id and chk.label.endswith("(budget check x3)")
     assert len({c.id for c in plan.all}) == len(plan)
-    # Off by default; the downstream ids do not depend on whether checks are asked for.
+    # budget: auto by default (first checks at x2 on every finetune cell); off when asked; the downstream
+    # ids do not depend on the checks, and a check cell's id on its factor and cell only.
     plain = expand(spec_from_dict(_raw()))
-    assert plain.checks == [] and [c.id for c in plain.downstream] == [c.id for c in plan.downstream]
+    assert {c.check_of for c in plain.checks} == {c.id for c in plan.downstream if c.protocol == "finetune"}
+    assert [c.id for c in plain.downstream] == [c.id for c in plan.downstream]
+    for off in ({"mode": "off"}, {"mode": False}, False, "off"):
+        spec = spec_from_dict(_raw(budget_check=off))
+        assert spec.budget_check == {"mode": "off"} and expand(spec).checks == []
+        assert spec_from_dict(spec.to_dict()) == spec
+    assert expand(spec_from_dict(_raw(budget_check={"cap": 1}))).checks == []
+    # No finetune protocol: no checks by default, an error when asked for.
+    assert spec_from_dict(_raw(protocols=["linear"])).budget_check == {"mode": "off"}
+    with pytest.raises(UserError, match="protocols has no finetune"):
+        spec_from_dict(_raw(protocols=["linear"], budget_check={"factor": 2}))
 
 
 def test_budget_check_labels_outside_the_study_give_a_note():
@@ -254,6 +267,9 @@ def test_scaled_budget_rounds_steps_up():
     ({"labels": [0]}, "label count 0 is not allowed"),
     ({"methods": ["moco"]}, "unknown budget_check.method 'moco'"),
     ({"factr": 2}, "unknown key budget_check.'factr'"),
+    ({"mode": "sometimes"}, "budget_check.mode 'sometimes' is not allowed; allowed: auto, off"),
+    ({"cap": 0.5}, "budget_check.cap must be a budget multiple >= 1"),
+    ({"noise_k": -1}, "budget_check.noise_k must be a number >= 0"),
 ])
 def test_bad_budget_checks(check, fragment):
     with pytest.raises(UserError, match=fragment):
@@ -268,7 +284,8 @@ def test_budget_check_seeds_and_the_paper_preset():
     with pytest.raises(UserError, match="seed"):
         spec_from_dict(_raw(budget_check={"seeds": [-1]}))
     paper = load_spec("paper")
-    assert paper.budget_check == {"factor": 2.0, "labels": [1000, 20000], "seeds": [0], "tolerance": 0.01,
+    assert paper.budget_check == {"mode": "auto", "factor": 2.0, "cap": 8.0, "labels": [1000, 20000],
+                                  "seeds": [0], "tolerance": None, "noise_k": 1.0,
                                   "methods": ["scratch", "vae", "rotation", "cmc", "amdim"]}
     checks = paper.cells().checks
     # 12 datasets x 5 arms classification + 6 V=1 datasets x 5 arms pose, at 2 label counts, seed 0

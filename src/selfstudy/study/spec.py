@@ -37,14 +37,21 @@ YAML layout (every key optional except ``datasets.factors``; see ``presets/quick
     finetune: {...finetune Budget fields...}
     linear: {...}   knn: {...}
     device: auto    precision: bf16    channels_last: true    space: rgb
-    budget_check: {factor: 2, labels: [100, 3k], methods: [scratch, rotation], seeds: [0], tolerance: 0.01}
+    budget_check: {mode: auto, factor: 2, cap: 8, labels: [100, 3k], methods: [scratch, rotation], seeds: [0]}
 
-``budget_check`` (off unless given) adds **check cells**: each finetune cell of the chosen methods, label
-counts and seeds (default: all) run again with its budget's epochs, min_steps and max_steps multiplied by
-``factor``. They run after every other cell; the report marks a cell whose validation metric gained
-more than ``tolerance`` with the larger budget as under budget and flags (†) every utility that uses it,
-as it does for a cell still improving when its budget ran out. It catches what that flag cannot: a run
-that the learning-rate decay flattened before it had learned what it could.
+``budget_check`` adds **check cells**: each finetune cell of the chosen methods, label counts and seeds
+(default: all) run again with its budget's epochs, min_steps and max_steps multiplied by ``factor``.
+With ``mode: auto`` (the default, also when the section is absent) a cell whose check gained more than
+the tolerance is run again at ``factor`` times that, doubling until a doubling gains no more than the
+tolerance or the next one would pass ``cap`` (the largest budget multiple, default 8): the attempt
+whose doubling did not pay counts, and a cell still gaining at the cap is reported as *did not converge
+within cap* (:mod:`selfstudy.study.autobudget`). ``cap: 2`` is a single check; ``mode: off`` (or
+``budget_check: off``) runs none. The tolerance is each task's own (one accuracy point, one degree,
+...; ``tolerance: x`` sets one for every task) and never below ``noise_k`` (default 1) standard errors
+of the gain. Check cells run after every other cell; further doublings are added as the checks finish.
+The report flags (†) every utility that uses a cell not converged, as it does for a cell still
+improving when its budget ran out. It catches what that flag cannot: a run that the learning-rate
+decay flattened before it had learned what it could.
 """
 
 from __future__ import annotations
@@ -59,13 +66,14 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping
 
 from selfstudy.config import Config, Rule, apply_overrides, convert, load, load_yaml, option
-from selfstudy.core.constants import BUDGET_CHECK_TOLERANCE, PRECISIONS, SCRATCH
+from selfstudy.core.constants import PRECISIONS, SCRATCH
 from selfstudy.data.generate import DatasetConfig
 from selfstudy.errors import UserError
 from selfstudy.factors import Factors
 from selfstudy.methods import METHODS, method_config
 from selfstudy.models import BACKBONES, build_backbone
 from selfstudy.scene.classes import NUM_CLASSES
+from selfstudy.study.autobudget import DEFAULT_CAP, MODES as BUDGET_MODES, NOISE_K
 from selfstudy.tasks import CategoricalTask, get_task
 from selfstudy.train.budget import Budget, ProbeBudget
 from selfstudy.train.pretrain import split_overrides
@@ -76,7 +84,7 @@ KINDS = ("pretrain", "downstream", "check")
 
 TOP_KEYS = ("name", "datasets", "methods", "backbones", "tasks", "protocols", "labels", "seeds",
             "finetune", "linear", "knn", "device", "precision", "channels_last", "space", "budget_check")
-BUDGET_CHECK_KEYS = ("factor", "labels", "methods", "seeds", "tolerance")
+BUDGET_CHECK_KEYS = ("mode", "factor", "cap", "labels", "methods", "seeds", "tolerance", "noise_k")
 #: The finetune budget fields a budget check multiplies by its factor.
 SCALED_BUDGET_FIELDS = ("epochs", "min_steps", "max_steps")
 DATASET_KEYS = ("factors", "n", "res", "models_per_class", "seed", "multi")
@@ -155,12 +163,17 @@ class BudgetCheck(Config):
     unknown_message: ClassVar[str] = _UNKNOWN_KEY
     read_strings: ClassVar[bool] = False
 
+    mode: str = option("auto", choices=BUDGET_MODES, style="choice", allowed=", ".join(BUDGET_MODES))
     factor: float = option(2.0, gt=1, le=100, allowed="a number in (1, 100], e.g. 2 (twice the budget)")
+    cap: float = option(DEFAULT_CAP, ge=1, le=1e6, allowed="a budget multiple >= 1, e.g. 8 (auto doubles up "
+                                                           "to 8 times the budget; 2: one check)")
     labels: Any = None
     methods: Any = None
     seeds: Any = None
-    tolerance: float = option(BUDGET_CHECK_TOLERANCE, ge=0, allowed="a number >= 0 (in the task metric's "
-                                                                    "units, e.g. 0.01 = one accuracy point)")
+    tolerance: float | None = option(None, ge=0, allowed="a number >= 0 in the task metric's units (e.g. "
+                                                         "0.01 = one accuracy point), or null for each "
+                                                         "task's own")
+    noise_k: float = option(NOISE_K, ge=0, allowed="a number >= 0 of standard errors of the gain")
 
 
 @dataclass(frozen=True)
@@ -469,22 +482,36 @@ def expand(spec: Spec) -> Plan:
 
 def _check_cells(spec: Spec, downstream: list[Cell]) -> list[Cell]:
     """One budget-check cell per finetune cell of the chosen methods and label counts: the same cell
-    with its budget scaled by ``budget_check.factor`` (:func:`scaled_budget`)."""
+    with its budget scaled by ``budget_check.factor`` (:func:`check_cell`). The further doublings of
+    ``mode: auto`` are added by the runner as the checks finish."""
     check = spec.budget_check
-    if not check:
+    if not checks_on(check) or check["factor"] > check.get("cap", DEFAULT_CAP):
         return []
-    out = []
-    for c in downstream:
-        if c.protocol != "finetune" or c.method not in check["methods"] or c.n_labels not in check["labels"]:
-            continue
-        if "seeds" in check and c.seed not in check["seeds"]:
-            continue
-        cfg = {**c.config, "kind": "check", "budget": scaled_budget(c.config["budget"], check["factor"]),
-               "budget_factor": check["factor"], "check_of": c.id}
-        out.append(Cell(id=cell_id(cfg), kind="check", dataset=c.dataset, method=c.method,
-                        backbone=c.backbone, seed=c.seed, task=c.task, protocol=c.protocol,
-                        n_labels=c.n_labels, pretrain_id=c.pretrain_id, config=cfg))
-    return out
+    return [check_cell(c, check["factor"]) for c in downstream if is_checked(c, check)]
+
+
+def checks_on(check: Mapping[str, Any]) -> bool:
+    """Whether a resolved ``budget_check`` section runs checks (not empty, not ``mode: off``)."""
+    return bool(check) and check.get("mode", "auto") != "off"
+
+
+def is_checked(cell: Cell, check: Mapping[str, Any]) -> bool:
+    """Whether the resolved ``budget_check`` section checks downstream ``cell``."""
+    if cell.kind != "downstream" or cell.protocol != "finetune" or not checks_on(check):
+        return False
+    if cell.method not in check["methods"] or cell.n_labels not in check["labels"]:
+        return False
+    return "seeds" not in check or cell.seed in check["seeds"]
+
+
+def check_cell(cell: Cell, factor: float) -> Cell:
+    """Downstream finetune ``cell`` re-run with its budget multiplied by ``factor``: a check cell (an
+    attempt of ``budget: auto``) whose config adds ``budget_factor`` and ``check_of`` (its id)."""
+    cfg = {**cell.config, "kind": "check", "budget": scaled_budget(cell.config["budget"], factor),
+           "budget_factor": float(factor), "check_of": cell.id}
+    return Cell(id=cell_id(cfg), kind="check", dataset=cell.dataset, method=cell.method,
+                backbone=cell.backbone, seed=cell.seed, task=cell.task, protocol=cell.protocol,
+                n_labels=cell.n_labels, pretrain_id=cell.pretrain_id, config=cfg)
 
 
 # --- field validation -----------------------------------------------------------------------------
@@ -500,22 +527,31 @@ def _no_unknown(raw: Mapping, allowed: Iterable[str], where: str, prefix: str = 
 
 
 def _budget_check(raw, protocols: tuple, labels: tuple, methods: tuple, where: str) -> dict:
-    """The resolved ``budget_check`` section: ``{}`` (off) or ``{factor, labels, methods, tolerance}``
-    with every default filled in (all label counts, every method including scratch, tolerance 0.01)."""
+    """The resolved ``budget_check`` section: ``{"mode": "off"}`` or ``{mode, factor, cap, labels,
+    methods, tolerance, noise_k[, seeds]}`` with every default filled in (``mode: auto``, factor 2, cap
+    8, all label counts, every method including scratch, each task's tolerance, 1 standard error).
+    Absent, it is ``mode: auto`` when the study finetunes, off otherwise."""
+    if raw is False or raw == "off":  # YAML reads a bare off as false
+        raw = {"mode": "off"}
+    given_section = raw is not None
     raw = _mapping(raw, "budget_check", where)
-    if not raw:
-        return {}
+    if raw.get("mode") is False:
+        raw["mode"] = "off"
     given = BudgetCheck.load(raw, where=where, prefix="budget_check.")
+    if given.mode == "off" or ("finetune" not in protocols and not given_section):
+        return {"mode": "off"}
     if "finetune" not in protocols:
-        raise UserError(f"{where}: budget_check re-runs finetune cells, but protocols has no finetune")
+        raise UserError(f"{where}: budget_check re-runs finetune cells, but protocols has no finetune "
+                        f"(add finetune or set budget_check.mode=off)")
     names = [m.name for m in methods]
     chosen = given.methods if given.methods is not None else names
     chosen_methods = list(_names(chosen, "budget_check.methods", where, names))
     # Counts that are not among the study's labels (say after a labels=... override) check nothing;
     # the plan says so in a note.
     chosen_labels = list(_labels(given.labels if given.labels is not None else list(labels), where))
-    out = {"factor": given.factor, "labels": sorted(set(chosen_labels)),
-           "methods": [m for m in names if m in chosen_methods], "tolerance": given.tolerance}
+    out = {"mode": given.mode, "factor": given.factor, "cap": given.cap, "labels": sorted(set(chosen_labels)),
+           "methods": [m for m in names if m in chosen_methods], "tolerance": given.tolerance,
+           "noise_k": given.noise_k}
     if given.seeds is not None:  # default: every seed of the study
         out["seeds"] = sorted(set(_seeds(given.seeds, where)))
     return out
