@@ -38,6 +38,10 @@ from selfstudy.data.store import SPLITS, DatasetWriter, config_hash, open_datase
 from selfstudy.errors import UserError
 from selfstudy.factors import Factors
 from selfstudy.scene.classes import CLASSES, NUM_CLASSES
+from selfstudy.scene.pose import front_angles, matrix_to_euler, pose_class
+from selfstudy.scene.render import Rendered, Renderer, check_render_settings
+from selfstudy.scene.sampler import MULTI_OBJECTS, class_colours, sample_scenes
+from selfstudy.scene.shapes import build_model
 
 #: Bump when the generator changes the bytes a config produces: it is part of every config hash.
 GENERATOR_VERSION = 1
@@ -87,8 +91,6 @@ class DatasetConfig:
             set_(self, "res", 128 if self.multi else 64)
         if self.reuse is None:
             set_(self, "reuse", 20 if self.multi else 10)
-        from selfstudy.scene.render import check_render_settings  # no OpenGL import at this point
-
         if not _is_int(self.n) or self.n <= 0:
             raise UserError(f"bad image count n={self.n!r}: it must be a whole number >= 1")
         check_render_settings(self.res, self.supersample)
@@ -109,8 +111,6 @@ class DatasetConfig:
     @property
     def objects(self) -> int:
         """Objects per scene."""
-        from selfstudy.scene.sampler import MULTI_OBJECTS
-
         return MULTI_OBJECTS if self.multi else 1
 
     def to_dict(self) -> dict:
@@ -196,8 +196,6 @@ def split_models(split: int, models_per_class: int) -> np.ndarray:
 
 def colour_reference(seed: int) -> np.ndarray:
     """The dataset's class colour reference, (NUM_CLASSES, 3) HSV (factor C = 0)."""
-    from selfstudy.scene.sampler import class_colours
-
     return class_colours(np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_COLOUR_STREAM,))))
 
 
@@ -217,8 +215,6 @@ def chunk_groups(cfg: DatasetConfig, c: int):
 
 def chunk_scenes(cfg: DatasetConfig, c: int):
     """The scenes of chunk ``c`` and each image's split: (SceneBatch, (n_c,) uint8)."""
-    from selfstudy.scene.sampler import sample_scenes
-
     rng, split, classes, per_image = chunk_groups(cfg, c)
     groups, k = classes.shape
     pick = rng.random((groups, k))
@@ -234,8 +230,6 @@ def chunk_scenes(cfg: DatasetConfig, c: int):
 
 def scene_labels(scenes, split: np.ndarray, multi: bool) -> dict:
     """The per-image label arrays of ``schema`` (all but the per-pixel ones) from a SceneBatch."""
-    from selfstudy.scene.pose import front_angles, matrix_to_euler, pose_class
-
     azimuth, elevation = front_angles(scenes.rotation)
     labels = {
         "label": scenes.classes[:, 0].astype(np.int64) if not multi else np.full(len(scenes), -1, np.int64),
@@ -267,17 +261,12 @@ def renderer_for(res: int, supersample: int):
     """This process's renderer for (res, supersample): one OpenGL context, made once and kept."""
     key = (res, supersample)
     if key not in _RENDERERS:
-        from selfstudy.scene.render import Renderer
-
         _RENDERERS[key] = Renderer(res, supersample)
     return _RENDERERS[key]
 
 
 def render_chunk(cfg: DatasetConfig, c: int) -> dict:
     """All arrays of chunk ``c`` (rows ``c * chunk ...``), keyed as in :func:`schema`."""
-    from selfstudy.scene.render import Rendered
-    from selfstudy.scene.shapes import build_model
-
     scenes, split = chunk_scenes(cfg, c)
     n, r = len(scenes), cfg.res
     arrays = {"images": np.empty((n, r, r, 3), np.uint8), "depth": np.empty((n, r, r), np.float16),
@@ -398,8 +387,6 @@ def data_argument(data: str | os.PathLike, res: int | None = None,
     string such as ``TCVL``, ``-CV-`` or ``0110``, the ``DatasetConfig`` to generate or reuse (with
     ``res`` pixels and ``n`` images where given). A ``+multi`` suffix (``TCVL+multi``) asks for scenes
     of several objects (per-pixel labels: segmentation, depth)."""
-    from selfstudy.factors import Factors
-
     s = str(data)
     if Path(s).is_dir() or os.sep in s or not s.strip():
         return Path(s)

@@ -23,6 +23,7 @@ from torch import nn
 from selfstudy.config import Config, option
 from selfstudy.data.colour import InputTransform
 from selfstudy.errors import UserError
+from selfstudy.models import build_backbone
 from selfstudy.models.base import BackboneOutput
 
 @dataclass
@@ -143,8 +144,6 @@ class Method(nn.Module):
         self.num_train = num_train
         self.input = InputTransform() if input_state is None else InputTransform.from_state(input_state)
         if self.builds_backbone:
-            from selfstudy.models import build_backbone
-
             self.backbone = build_backbone(backbone, in_channels=3)
 
     # --- the interface the training loop and the protocols use ------------------------------------
@@ -182,8 +181,6 @@ class Method(nn.Module):
     def build_encoder(cls, state: Mapping[str, Any]) -> nn.Module:
         """A freshly initialised encoder of the shape :meth:`transfer_state` describes (load
         ``state["state_dict"]`` into it)."""
-        from selfstudy.models import build_backbone
-
         return build_backbone(state["backbone"], in_channels=3)
 
     # --- helpers for subclasses --------------------------------------------------------------------

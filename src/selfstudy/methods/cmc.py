@@ -41,13 +41,12 @@ from selfstudy.data.colour import SPACES, split_luma_chroma
 from selfstudy.errors import UserError
 from selfstudy.methods.base import Method, MethodConfig, randint
 from selfstudy.methods.losses import momentum_rows, nce_softmax
+from selfstudy.models import BACKBONES, build_backbone
 from selfstudy.models.base import Backbone, BackboneOutput
 
 
 def cmc_stream_backbone(backbone: str) -> str:
     """The backbone name each CMC stream is built from (see the module doc for the rule)."""
-    from selfstudy.models import BACKBONES
-
     if backbone not in BACKBONES:
         raise UserError(f"unknown backbone {backbone!r}; allowed: {', '.join(BACKBONES)}")
     if backbone.endswith("-half") or f"{backbone}-half" not in BACKBONES:
@@ -64,8 +63,6 @@ class CMCEncoder(Backbone):
 
     def __init__(self, stream: str, space: str = "lab"):
         super().__init__()
-        from selfstudy.models import build_backbone
-
         if space not in SPACES:
             raise UserError(f"unknown colour space {space!r}; allowed: {', '.join(SPACES)}")
         self.space = space

@@ -38,7 +38,13 @@ from selfstudy.config import convert, parse_overrides
 from selfstudy.core import distributed
 from selfstudy.core.constants import PRECISIONS
 from selfstudy.core.device import resolve_device
+from selfstudy.data import generate
+from selfstudy.data.colour import SPACES, InputTransform
+from selfstudy.data.device import load_split, to_float
+from selfstudy.data.store import Dataset
 from selfstudy.errors import UserError
+from selfstudy.methods import METHODS, build_method
+from selfstudy.models import BACKBONES, build_backbone
 from selfstudy.scene.classes import NUM_CLASSES
 from selfstudy.train.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from selfstudy.train.loop import AfterStep, TrainConfig, Trainer
@@ -74,8 +80,6 @@ class PretrainModule(nn.Module):
             self.probe = nn.Sequential(nn.BatchNorm1d(dim, affine=False), nn.Linear(dim, num_classes))
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        from selfstudy.data.device import to_float
-
         b = dict(batch)
         b["images"] = to_float(batch["images"], channels_last=self.channels_last)
         out = dict(self.method.loss(b))
@@ -149,11 +153,6 @@ def pretrain(data: str | os.PathLike, method: str, backbone: str, *, res: int | 
         progress: show progress bars (on a terminal).
         callbacks: :class:`~selfstudy.train.loop.Callback` objects passed to the training loop.
     """
-    from selfstudy.data.colour import SPACES, InputTransform
-    from selfstudy.data.device import load_split
-    from selfstudy.methods import METHODS, build_method
-    from selfstudy.models import BACKBONES, build_backbone
-
     if method not in METHODS:
         raise UserError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
     if backbone not in BACKBONES:
@@ -256,19 +255,16 @@ def _is_folder(data: str | os.PathLike) -> bool:
 
 def _open_data(data: str | os.PathLike, res: int | None, num_images: int | None, progress: bool):
     """A :class:`Dataset` for a folder path, or for a factor string (generated on first use)."""
-    from selfstudy.data.generate import data_argument, ensure_dataset
-    from selfstudy.data.store import Dataset
-
-    cfg = data_argument(data, res, num_images)
+    cfg = generate.data_argument(data, res, num_images)
     if isinstance(cfg, Path):
         return Dataset(cfg)
     # Under torchrun, rank 0 renders; the others wait, then find the finished dataset by its hash.
     if distributed.current().is_main:
-        path = ensure_dataset(cfg, progress=progress)
+        path = generate.ensure_dataset(cfg, progress=progress)
         distributed.barrier()
     else:
         distributed.barrier()
-        path = ensure_dataset(cfg, progress=False)
+        path = generate.ensure_dataset(cfg, progress=False)
     return Dataset(path)
 
 
