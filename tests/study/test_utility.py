@@ -78,9 +78,12 @@ def test_isotonic_scratch_curve_weights_by_seeds_and_flat_segment_gives_smallest
     # Reaching 0.425 first happens at 200 (the start of the flat segment): U(100) = 200/100 - 1.
     (p,) = utility_curve(scratch, {100: [0.425]}, bootstrap=0)
     assert (p.kind, p.value) == ("value", pytest.approx(1.0))
-    # 0.5 lies between 400 (0.425) and 800 (0.7): t = 0.075/0.275, log-linear.
-    (p,) = utility_curve(scratch, {100: [0.5]}, bootstrap=0)
-    expected = 400 * 2 ** (0.075 / 0.275)
+    # 0.45 lies between 400 (0.425) and 800 (0.7) on the fit: t = 0.025/0.275, log-linear.
+    (p,) = utility_curve(scratch, {100: [0.45]}, bootstrap=0)
+    expected = 400 * 2 ** (0.025 / 0.275)
+    assert p.n_scratch_equiv == pytest.approx(200.0)  # but scratch measured 0.5 at 200: n_s <= 200
+    (p,) = utility_curve({100: [0.2], 400: [0.4, 0.4, 0.4], 800: [0.7]}, {100: [0.45]}, bootstrap=0)
+    expected = 400 * 2 ** (0.05 / 0.3)
     assert p.n_scratch_equiv == pytest.approx(expected)
     assert p.value == pytest.approx(expected / 100 - 1)
 
@@ -130,15 +133,17 @@ def test_bootstrap_contains_point_is_deterministic_and_collapses_with_one_seed()
     assert [p.ci_low for p in c] != [p.ci_low for p in a]
 
     single = utility_curve(one_seed({n: loglinear(n) for n in GRID}), {150: [loglinear(300)]}, bootstrap=100)
-    assert single[0].ci_low == single[0].ci_high == single[0].value
-    assert "one seed" in single[0].note
+    # One seed: no interval at all (issue 9: not an interval collapsed to the point) and a flag.
+    assert single[0].ci_low is None and single[0].ci_high is None and not single[0].has_interval
+    assert "one seed" in single[0].note and "one_seed" in single[0].flags and single[0].significant == 0
     assert str(single[0]) == "1.00"
 
 
 def test_bootstrap_reports_bound_resamples():
-    # Pretrained at 200 sits right at the scratch maximum: about half the resamples exceed it.
-    scratch = {100: [0.2, 0.22], 400: [0.5, 0.52], 1600: [0.6, 0.62]}
-    (p,) = utility_curve(scratch, {200: [0.58, 0.64]}, bootstrap=400, seed=1)
+    # Pretrained at 200 sits right at the scratch maximum: about half the resamples exceed it. Four
+    # seeds (with two, the t-interval's 12.7 x se reaches the lower edge of the measurable range too).
+    scratch = {100: [0.2, 0.22] * 2, 400: [0.5, 0.52] * 2, 1600: [0.6, 0.62] * 2}
+    (p,) = utility_curve(scratch, {200: [0.58, 0.64] * 2}, bootstrap=400, seed=1)
     assert p.kind == "value"
     assert 0.1 < p.frac_lower < 0.9 and p.frac_upper == 0.0
     assert p.ci_high == pytest.approx(1600 / 200 - 1)

@@ -1,14 +1,17 @@
-"""The study report: one self-contained HTML page, its figures as PNG files, and every cell as CSV.
+"""The study report, a rendering of its analysis: ``summary.json``, one self-contained HTML page, its
+figures as PNG files, every cell as CSV, and the plain-text summary.
 
-:func:`build_report` turns the finished cells of a study (the rows the results database returns) into
+:func:`build_report` analyses the finished cells of a study (:mod:`selfstudy.study.analysis`: utility and
+Δ with paired intervals, the signal guard, the five findings) and writes, into the HTML file's folder,
 
-- ``<name>.html``: summary first (utility per method, task, dataset, backbone and label count), then
-  accuracy vs labels, utility vs labels, utility by data factor, linear probe vs finetuning, and what
-  was run, with every cell that was still improving when its budget ran out listed by name.
-  Figures are embedded as base64 PNG and the CSS is inline, so the one file can be mailed around.
+- ``summary.json``: the point record of every utility, the findings with their verdicts and evidence,
+  the trivial baselines and the flags (:func:`selfstudy.study.analysis.summarise`);
+- ``<name>.html`` rendered from it: the utility tables first, the findings, accuracy vs labels (with
+  each task's trivial baseline as a line), utility vs labels, linear probe vs finetuning, and what was
+  run. Figures are embedded as base64 PNG and the CSS is inline, so the one file can be mailed around;
 - one PNG per figure and ``cells.csv`` (one line per row) beside it.
 
-:func:`summary_table_text` gives the utility table as plain text for a terminal.
+:func:`summary_text` renders the same summary as plain text for a terminal (``summary.txt``).
 
 Both work with any subset of a study (only scratch rows, one seed, one task, no linear probes): a
 section that has nothing to show says why instead.
@@ -24,172 +27,29 @@ import json
 import math
 import platform
 import re
-import zlib
 from collections import defaultdict
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable
 
 import numpy as np
 
 from selfstudy import __version__
-from selfstudy.core.constants import BUDGET_CHECK_TOLERANCE, SCRATCH
+from selfstudy.core.constants import SCRATCH
 from selfstudy.core.io import atomic_write_bytes, atomic_write_text
 from selfstudy.errors import UserError
-from selfstudy.factors import LETTERS, NAMES, Factors
-from selfstudy.study.utility import METHODS, UtilityPoint, rank_correlation, utility_curve
+from selfstudy.study.analysis import (MIN_CORR_POINTS, Analysis, Group, _finite, analyse, apply_budget_checks,  # noqa: F401
+                                      correlations as _correlations, dataset_name as _dataset_name,
+                                      linear_vs_finetune, short_n as _short_n, summarise, summary_rows)
 
 #: The columns a row is expected to have, in the CSV's order; other keys follow, sorted.
 ROW_KEYS = ("cell_id", "dataset", "method", "backbone", "task", "protocol", "n_labels", "seed", "status",
             "metric", "higher_is_better", "test", "val", "test_last", "still_improving", "steps",
             "seconds", "metrics", "config")
-_REQUIRED = ("dataset", "method", "backbone", "task", "protocol", "n_labels", "test")
+SUMMARY_JSON = "summary.json"
 _LINESTYLE = {"finetune": "-", "linear": "--", "knn": ":"}
 _FLAG = "†"
-#: Fewest points a rank correlation is reported on.
-MIN_CORR_POINTS = 3
-
-
-# --------------------------------------------------------------------------------------- analysis
-
-
-@dataclass
-class Arm:
-    """One curve of a panel: a method under a protocol. ``values[n]`` holds one number per seed."""
-
-    method: str
-    protocol: str
-    values: dict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
-    improving: dict[int, list[dict]] = field(default_factory=lambda: defaultdict(list))
-
-    def mean(self, n: int) -> float:
-        return float(np.mean(self.values[n]))
-
-
-@dataclass
-class Group:
-    """Everything measured on one (dataset, backbone, task)."""
-
-    dataset: str
-    backbone: str
-    task: str
-    metric: str
-    higher_is_better: bool
-    arms: dict[tuple[str, str], Arm] = field(default_factory=dict)
-    utility: dict[str, list[UtilityPoint]] = field(default_factory=dict)
-    flags: dict[tuple[str, int], list[dict]] = field(default_factory=dict)
-
-    @property
-    def scratch(self) -> Arm | None:
-        return self.arms.get((SCRATCH, "finetune"))
-
-
-@dataclass
-class Analysis:
-    groups: list[Group]
-    skipped: list[tuple[dict, str]]
-    improving: list[dict]
-    methods: list[str]
-    utility_method: str
-    bootstrap: int
-    ci: float
-
-
-def analyse(rows: Iterable[dict], utility_method: str = "isotonic", bootstrap: int = 1000, seed: int = 0,
-            ci: float = 0.95) -> Analysis:
-    """Group finished rows by (dataset, backbone, task) and compute each finetuned method's utility.
-
-    Rows that are not finished, lack a key the analysis needs, or have a non-finite result are set
-    aside in ``Analysis.skipped`` with the reason, never silently dropped.
-    """
-    if utility_method not in METHODS:
-        raise UserError(f"unknown utility method {utility_method!r}: allowed are {', '.join(METHODS)}")
-    groups: dict[tuple[str, str, str], Group] = {}
-    skipped: list[tuple[dict, str]] = []
-    improving: list[dict] = []
-    for row in rows:
-        if not isinstance(row, Mapping):
-            raise UserError(f"a study row must be a mapping of column names to values, got {type(row).__name__}")
-        reason = _unusable(row)
-        if reason:
-            skipped.append((row, reason))
-            continue
-        key = (str(row["dataset"]), str(row["backbone"]), str(row["task"]))
-        metric = str(row.get("metric") or "metric")
-        hib = bool(row.get("higher_is_better", True))
-        g = groups.setdefault(key, Group(*key, metric=metric, higher_is_better=hib))
-        if (metric, hib) != (g.metric, g.higher_is_better):
-            skipped.append((row, f"its metric {metric!r} differs from the {g.metric!r} of the other "
-                                 f"cells of {'/'.join(key)}"))
-            continue
-        arm_key = (str(row["method"]), str(row["protocol"]))
-        arm = g.arms.setdefault(arm_key, Arm(*arm_key))
-        n = int(row["n_labels"])
-        arm.values[n].append(float(row["test"]))
-        if row.get("still_improving") or row.get("under_budget"):
-            arm.improving[n].append(row)
-            improving.append(row)
-
-    ordered = [groups[k] for k in sorted(groups)]
-    for g in ordered:
-        scratch = g.scratch
-        if scratch is None:
-            continue
-        for (method, protocol), arm in sorted(g.arms.items()):
-            if method == SCRATCH or protocol != "finetune":
-                continue
-            curve_seed = (seed * 1_000_003 + zlib.crc32(f"{g.dataset}|{g.backbone}|{g.task}|{method}".encode()))
-            points = utility_curve(dict(scratch.values), dict(arm.values), g.higher_is_better,
-                                   method=utility_method, bootstrap=bootstrap, seed=curve_seed % 2**63, ci=ci)
-            g.utility[method] = points
-            for p in points:
-                # A utility inherits doubt from the pretrained cells at n and from the scratch cells
-                # its n_s was read from.
-                cells = list(arm.improving.get(p.n, []))
-                for N in p.scratch_used:
-                    cells += scratch.improving.get(N, [])
-                if cells:
-                    g.flags[(method, p.n)] = cells
-    methods = sorted({m for g in ordered for (m, _) in g.arms if m != SCRATCH})
-    return Analysis(ordered, skipped, improving, methods, utility_method, bootstrap, ci)
-
-
-def apply_budget_checks(rows: Iterable[dict], checks: Iterable[dict],
-                        tolerance: float = BUDGET_CHECK_TOLERANCE) -> tuple[list[dict], list[dict]]:
-    """Pair every finished budget-check row (a finetune cell re-run at ``factor`` times its budget;
-    ``config["check_of"]`` names the cell) with the row it re-ran, and mark that row ``under_budget``
-    when the larger budget raised its validation metric by more than ``tolerance`` (in the metric's
-    units and direction: a drop of an error counts as a gain). Such a row is flagged like a still
-    improving one (:func:`analyse`): its number is not a converged one.
-
-    Returns ``(rows, table)``: copies of ``rows`` (``under_budget`` True or False on every row that was
-    checked, absent on the others),
-    and one dict per check: dataset, backbone, task, method, protocol, n_labels, seed, metric,
-    higher_is_better, factor, val, val_check, test, test_check, gain (validation, positive = better
-    with more budget), steps, steps_check, under_budget. Checks whose cell is not among ``rows`` are
-    left out."""
-    rows = [dict(r) for r in rows]
-    by_id = {r.get("cell_id"): r for r in rows}
-    table = []
-    for c in checks:
-        cfg = c.get("config") or {}
-        orig = by_id.get(cfg.get("check_of"))
-        if orig is None or not (_finite(orig.get("val")) and _finite(c.get("val"))):
-            continue
-        sign = 1.0 if bool(orig.get("higher_is_better", True)) else -1.0
-        gain = sign * (float(c["val"]) - float(orig["val"]))
-        under = gain > float(tolerance)
-        orig["under_budget"] = bool(orig.get("under_budget")) or under
-        table.append({k: orig.get(k) for k in ("dataset", "backbone", "task", "method", "protocol",
-                                               "n_labels", "seed", "metric", "higher_is_better")}
-                     | {"factor": cfg.get("budget_factor"), "val": orig.get("val"), "val_check": c.get("val"),
-                        "test": orig.get("test"), "test_check": c.get("test"), "gain": gain,
-                        "steps": orig.get("steps"), "steps_check": c.get("steps"), "under_budget": under,
-                        "tolerance": float(tolerance)})
-    table.sort(key=lambda t: (str(t["dataset"]), str(t["backbone"]), str(t["task"]), str(t["method"]),
-                              t["n_labels"] or 0, t["seed"] or 0))
-    return rows, table
+_VERDICT_CLASS = {"supported": "pos", "contradicted": "neg", "inconclusive": "", "not measured": "nm"}
 
 
 def budget_check_text(table: list[dict]) -> list[str]:
@@ -212,60 +72,92 @@ def budget_check_text(table: list[dict]) -> list[str]:
     return lines
 
 
-def summary_rows(analysis: Analysis) -> list[dict]:
-    """One flat dict per (dataset, backbone, task, method, n) utility point."""
-    out = []
-    for g in analysis.groups:
-        for method, points in sorted(g.utility.items()):
-            for p in points:
-                flagged = (method, p.n) in g.flags
-                out.append({"dataset": g.dataset, "backbone": g.backbone, "task": g.task, "metric": g.metric,
-                            "method": method, "n": p.n, "text": str(p) + (f" {_FLAG}" if flagged else ""),
-                            "utility": p.value, "kind": p.kind, "ci_low": p.ci_low, "ci_high": p.ci_high,
-                            "n_scratch_equiv": p.n_scratch_equiv, "accuracy": p.accuracy,
-                            "frac_bound": p.frac_lower + p.frac_upper, "still_improving": flagged})
-    return out
+def interval_words(summary: dict) -> str:
+    """How the intervals of a summary were made, in words (says so when there are none)."""
+    pts = summary["points"]
+    if pts and all("one_seed" in p["flags"] for p in pts):
+        return "one seed: no intervals and no significance"
+    return (f"[{summary['ci']:.0%} t-interval over seeds: U from a paired seed-level bootstrap "
+            f"({summary['bootstrap']} resamples), Δ on paired per-seed differences]")
+
+
+def summary_text(summary: dict, checks: list[dict] | None = None) -> str:
+    """The plain-text rendering of a :func:`~selfstudy.study.analysis.summarise` record."""
+    points = summary["points"]
+    lines = []
+    if not points:
+        lines.append("no utility: it needs scratch finetune cells and pretrained finetune cells of the same "
+                     "dataset, backbone and task. Mean primary metric per arm instead:")
+        arms = summary.get("arms", [])
+        ns = sorted({int(n) for a in arms for n in a["means"]})
+        table = [["dataset", "backbone", "task", "method", "protocol"] + [f"n={n}" for n in ns]]
+        for a in arms:
+            table.append([_dataset_name(a["dataset"]), a["backbone"], a["task"], a["method"], a["protocol"]] +
+                         [f"{a['means'][n]:.3f}" if n in a["means"] else "" for n in ns])
+        if len(table) == 1:
+            return "no finished cells to summarise"
+        return "\n".join(lines + _align(table) + budget_check_text(checks or []))
+    ns = sorted({r["n"] for r in points})
+    table = [["dataset", "backbone", "task", "method", "quantity"] + [f"n={n}" for n in ns]]
+    keyed = defaultdict(dict)
+    for r in points:
+        keyed[(r["dataset"], r["backbone"], r["task"], r["method"])][r["n"]] = r
+    for (d, b, t, m), cells in keyed.items():
+        table.append([_dataset_name(d), b, t, m, "U"] +
+                     [_point_text(cells[n]) if n in cells else "" for n in ns])
+        table.append(["", "", "", "", "Δ"] + [_delta_text(cells[n]) if n in cells else "" for n in ns])
+    lines.append(f"utility U(n) = n_scratch/n - 1 ({summary['utility_method']} scratch fit; "
+                 f"{interval_words(summary)}; ≥ / ≤ = bound outside the scratch range; n/m = not measurable; "
+                 "! = U and Δ disagree in sign; ~ = extrapolated)")
+    lines += _align(table)
+    improving = summary["flags"]["still_improving_cells"]
+    if improving:
+        why = "whose validation was still improving when its budget ran out"
+        if summary["flags"].get("budget_checks_under_budget"):
+            why += " or that gained at a larger budget"
+        lines.append(f"{_FLAG} uses a cell {why} ({len(improving)} such cell{'s' if len(improving) != 1 else ''})")
+    nm = [p for p in points if p["kind"] == "not_measurable"]
+    for p in nm[:6]:
+        lines.append(f"n/m {_dataset_name(p['dataset'])} {p['backbone']} {p['task']} {p['method']} n={p['n']}: "
+                     f"{p['reason']}")
+    if len(nm) > 6:
+        lines.append(f"n/m ... and {len(nm) - 6} more (see summary.json)")
+    for p in points:
+        if p["kind"] == "extrapolated":
+            lines.append(f"~ {_dataset_name(p['dataset'])} {p['task']} {p['method']} n={p['n']}: {p['note']}")
+    if summary.get("findings"):
+        lines.append("findings:")
+        for f in summary["findings"]:
+            lines.append(f"  {f['id']} {f['verdict']}: {f['claim']}: {f['reason']}")
+    lines += budget_check_text(checks or [])
+    return "\n".join(lines)
 
 
 def summary_table_text(rows: list[dict], *, utility_method: str = "isotonic", bootstrap: int = 1000,
                        seed: int = 0, checks: list[dict] | None = None) -> str:
-    """A plain-text table of utility per dataset/backbone/task/method at each label count (``checks``:
-    the table of :func:`apply_budget_checks`, summarised below it)."""
+    """The plain-text summary of ``rows`` (``checks``: the table of :func:`apply_budget_checks`)."""
     analysis = analyse(rows, utility_method, bootstrap, seed)
-    summary = summary_rows(analysis)
-    lines = []
-    if not summary:
-        lines.append("no utility: it needs scratch finetune cells and pretrained finetune cells of the same "
-                     "dataset, backbone and task. Mean primary metric per arm instead:")
-        header = ["dataset", "backbone", "task", "method", "protocol"]
-        ns = sorted({n for g in analysis.groups for a in g.arms.values() for n in a.values})
-        table = [header + [f"n={n}" for n in ns]]
-        for g in analysis.groups:
-            for (m, p), arm in sorted(g.arms.items()):
-                table.append([_dataset_name(g.dataset), g.backbone, g.task, m, p] +
-                             [f"{arm.mean(n):.3f}" if n in arm.values else "" for n in ns])
-        if len(table) == 1:
-            return "no finished cells to summarise"
-        return "\n".join(lines + _align(table) + budget_check_text(checks or []))
-    ns = sorted({r["n"] for r in summary})
-    header = ["dataset", "backbone", "task", "method"] + [f"n={n}" for n in ns]
-    table = [header]
-    keyed = defaultdict(dict)
-    for r in summary:
-        keyed[(r["dataset"], r["backbone"], r["task"], r["method"])][r["n"]] = r["text"]
-    for (d, b, t, m), cells in keyed.items():
-        table.append([_dataset_name(d), b, t, m] + [cells.get(n, "") for n in ns])
-    lines.append(f"utility U(n) = n_scratch/n - 1 ({analysis.utility_method} scratch fit; "
-                 f"[{analysis.ci:.0%} bootstrap interval over seeds]; ≥ / ≤ = bound outside the scratch range)")
-    lines += _align(table)
-    if analysis.improving:
-        why = "whose validation was still improving when its budget ran out"
-        if any(r.get("under_budget") for r in analysis.improving):
-            why += " or that gained at a larger budget"
-        lines.append(f"{_FLAG} uses a cell {why} "
-                     f"({len(analysis.improving)} such cell{'s' if len(analysis.improving) != 1 else ''})")
-    lines += budget_check_text(checks or [])
-    return "\n".join(lines)
+    return summary_text(_summary(analysis, checks), checks)
+
+
+def _summary(analysis: Analysis, checks) -> dict:
+    s = summarise(analysis, checks)
+    s["arms"] = [{"dataset": g.dataset, "backbone": g.backbone, "task": g.task, "method": m, "protocol": p,
+                  "means": {n: arm.mean(n) for n in sorted(arm.values)}}
+                 for g in analysis.groups for (m, p), arm in sorted(g.arms.items())]
+    return s
+
+
+def _point_text(r: dict) -> str:
+    return r["text"] + (" !" if "inconsistent" in r["flags"] else "")
+
+
+def _delta_text(r: dict) -> str:
+    if r["delta"] is None:
+        return "–"
+    if r["delta_ci_low"] is None:
+        return f"{r['delta']:+.3g}"
+    return f"{r['delta']:+.3g} [{r['delta_ci_low']:+.3g}, {r['delta_ci_high']:+.3g}]"
 
 
 # ----------------------------------------------------------------------------------------- report
@@ -274,14 +166,15 @@ def summary_table_text(rows: list[dict], *, utility_method: str = "isotonic", bo
 def build_report(rows: list[dict], out_html: Path, spec: dict | None = None, meta: dict | None = None, *,
                  utility_method: str = "isotonic", bootstrap: int = 1000, seed: int = 0,
                  ci: float = 0.95, checks: list[dict] | None = None) -> dict:
-    """Write the HTML report, its PNG figures and ``cells.csv`` into ``out_html``'s folder.
+    """Write ``summary.json``, the HTML report rendered from it, its PNG figures and ``cells.csv`` into
+    ``out_html``'s folder.
 
     rows: the study's cells (keys in :data:`ROW_KEYS`); spec: the study spec, shown as run;
     meta: anything else worth recording (database path, device, ...), shown as a table;
     checks: the budget-check table of :func:`apply_budget_checks` (rows already marked by it).
-    ``utility_method``, ``bootstrap``, ``seed`` and ``ci`` go to :func:`utility_curve`.
-    Returns ``{"html": Path, "csv": Path, "figures": [Path], "summary": [dict], "correlations": [dict],
-    "factors": [dict]}``.
+    ``utility_method``, ``bootstrap``, ``seed`` and ``ci`` go to the analysis.
+    Returns ``{"html": Path, "json": Path, "csv": Path, "figures": [Path], "summary": [point records],
+    "record": the summary.json dict, "findings": [dict], "correlations": [dict], "text": str}``.
     """
     out_html = Path(out_html)
     if out_html.is_dir():
@@ -290,6 +183,9 @@ def build_report(rows: list[dict], out_html: Path, spec: dict | None = None, met
     folder = out_html.parent
     folder.mkdir(parents=True, exist_ok=True)
     analysis = analyse(rows, utility_method, bootstrap, seed, ci)
+    record = _summary(analysis, checks)
+    json_path = folder / SUMMARY_JSON
+    atomic_write_text(json_path, json.dumps(record, indent=1, default=str, allow_nan=False) + "\n")
     colours = _colours(analysis.methods)
 
     figures: list[tuple[str, bytes, str]] = []  # (file name, png, caption)
@@ -301,15 +197,14 @@ def build_report(rows: list[dict], out_html: Path, spec: dict | None = None, met
         if with_utility:
             figures.append((_fname("utility", backbone, task), _utility_figure(with_utility, colours),
                             f"{task} · {backbone}: utility vs labels"))
-    factors = factor_table(analysis)
-    if factors:
-        figures.append(("factor_utility.png", _factor_figure(factors, colours),
-                        "utility with each factor on minus off"))
+    f4 = next((f for f in record["findings"] if f["id"] == "F4"), None)
+    if f4 and f4["evidence"]:
+        figures.append(("findings_F4.png", _f4_figure(f4), "F4: ΔU of matched dataset pairs per factor"))
     scatter = linear_vs_finetune(analysis)
     correlations = _correlations(scatter)
     if any(c["n"] >= MIN_CORR_POINTS for c in correlations):
         figures.append(("linear_vs_finetune.png", _scatter_figure(scatter, correlations, colours),
-                        "linear probe vs finetuning"))
+                        "linear probe vs finetuning (pooled over datasets and label counts)"))
 
     fig_paths = []
     for name, png, _ in figures:
@@ -319,11 +214,11 @@ def build_report(rows: list[dict], out_html: Path, spec: dict | None = None, met
     csv_path = folder / "cells.csv"
     atomic_write_text(csv_path, cells_csv(rows))
 
-    summary = summary_rows(analysis)
-    page = _html_page(analysis, rows, figures, factors, scatter, correlations, spec, meta, checks or [])
+    page = _html_page(analysis, record, rows, figures, scatter, correlations, spec, meta, checks or [])
     atomic_write_text(out_html, page)
-    return {"html": out_html, "csv": csv_path, "figures": fig_paths, "summary": summary,
-            "correlations": correlations, "factors": factors}
+    return {"html": out_html, "json": json_path, "csv": csv_path, "figures": fig_paths,
+            "summary": record["points"], "record": record, "findings": record["findings"],
+            "correlations": correlations, "text": summary_text(record, checks)}
 
 
 def cells_csv(rows: list[dict]) -> str:
@@ -336,60 +231,6 @@ def cells_csv(rows: list[dict]) -> str:
     for r in rows:
         writer.writerow([_csv_value(r.get(k)) for k in keys])
     return buf.getvalue()
-
-
-def factor_table(analysis: Analysis) -> list[dict]:
-    """Mean utility with each factor on vs off, at the smallest label count every dataset shares.
-
-    One dict per (backbone, task, method) measured on at least two factor settings, with for each
-    factor letter ``{"on": (mean, mark), "off": (mean, mark), "delta": float | None, ...}``; ``mark``
-    is ``"≥"``/``"≤"`` when the mean includes bounds of one direction, ``"~"`` for both, else ``""``.
-    """
-    by_key: dict[tuple[str, str, str], dict[Factors, dict[int, UtilityPoint]]] = defaultdict(dict)
-    for g in analysis.groups:
-        try:
-            f = Factors.parse(g.dataset)
-        except UserError:
-            continue  # not a factor-named dataset: nothing to compare it on
-        for method, points in g.utility.items():
-            by_key[(g.backbone, g.task, method)][f] = {p.n: p for p in points}
-    out = []
-    for (backbone, task, method), per_ds in sorted(by_key.items()):
-        if len(per_ds) < 2:
-            continue
-        common = set.intersection(*(set(pts) for pts in per_ds.values()))
-        if not common:
-            continue
-        n0 = min(common)
-        entry = {"backbone": backbone, "task": task, "method": method, "n": n0,
-                 "datasets": sorted(f.bits for f in per_ds), "factors": {}}
-        for i, letter in enumerate(LETTERS):
-            on = [pts[n0] for f, pts in per_ds.items() if f.as_tuple()[i]]
-            off = [pts[n0] for f, pts in per_ds.items() if not f.as_tuple()[i]]
-            if not on or not off:
-                continue
-            m_on, m_off = _bounded_mean(on), _bounded_mean(off)
-            entry["factors"][letter] = {"on": m_on, "off": m_off, "delta": m_on[0] - m_off[0],
-                                        "n_on": len(on), "n_off": len(off)}
-        if entry["factors"]:
-            out.append(entry)
-    return out
-
-
-def linear_vs_finetune(analysis: Analysis) -> list[dict]:
-    """Paired points: a pretrained method's linear-probe and finetuned means at the same n and data."""
-    points = []
-    for g in analysis.groups:
-        for (method, protocol), lin in sorted(g.arms.items()):
-            fine = g.arms.get((method, "finetune"))
-            if method == SCRATCH or protocol != "linear" or fine is None:
-                continue
-            util = {p.n: p for p in g.utility.get(method, [])}
-            for n in sorted(set(lin.values) & set(fine.values)):
-                points.append({"dataset": g.dataset, "backbone": g.backbone, "task": g.task, "metric": g.metric,
-                               "method": method, "n": n, "linear": lin.mean(n), "finetune": fine.mean(n),
-                               "utility": util.get(n)})
-    return points
 
 
 # ------------------------------------------------------------------------------------------ figures
@@ -451,6 +292,10 @@ def _accuracy_figure(groups: list[Group], colours: dict[str, str]) -> bytes:
             hollow = np.array([bool(arm.improving.get(n)) for n in ns])
             ax.plot(np.array(ns)[~hollow], mean[~hollow], "o", color=c, ms=5)
             ax.plot(np.array(ns)[hollow], mean[hollow], "o", mfc="white", mec=c, mew=1.5, ms=7)
+        if g.trivial is not None:
+            ax.axhline(g.trivial, color="0.45", ls=(0, (4, 2)), lw=1.1)
+            ax.annotate("trivial baseline", (0.01, g.trivial), xycoords=("axes fraction", "data"), fontsize=7,
+                        color="0.35", va="bottom")
         _log_x(ax, all_ns)
         ax.set_ylabel(g.metric + ("" if g.higher_is_better else " (lower is better)"))
         ax.set_title(_dataset_name(g.dataset), fontsize=10)
@@ -461,6 +306,8 @@ def _accuracy_figure(groups: list[Group], colours: dict[str, str]) -> bytes:
     handles += [Line2D([], [], color="grey", ls=_LINESTYLE.get(p, "-."), label=p) for p in sorted(protocols)]
     handles.append(Line2D([], [], ls="", marker="o", mfc="white", mec="grey", mew=1.5, ms=7,
                           label="hollow: a seed still improving at budget end"))
+    if any(g.trivial is not None for g in groups):
+        handles.append(Line2D([], [], color="0.45", ls=(0, (4, 2)), label="trivial baseline (test split)"))
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), fontsize=8,
                frameon=False)
     return _png(fig)
@@ -474,7 +321,8 @@ def _utility_figure(groups: list[Group], colours: dict[str, str]) -> bytes:
         scratch_ns = sorted(g.scratch.values)
         n_min, n_max = scratch_ns[0], scratch_ns[-1]
         all_ns = sorted({p.n for pts in g.utility.values() for p in pts})
-        ys = [0.0] + [y for pts in g.utility.values() for p in pts for y in (p.value, p.ci_low, p.ci_high)]
+        ys = [0.0] + [y for pts in g.utility.values() for p in pts for y in (p.value, p.ci_low, p.ci_high)
+                      if y is not None and math.isfinite(y) and p.kind != "extrapolated"]
         lo, hi = min(ys), max(ys)
         pad = 0.12 * max(hi - lo, 1.0)
         ylim = (lo - pad, hi + pad)
@@ -492,12 +340,19 @@ def _utility_figure(groups: list[Group], colours: dict[str, str]) -> bytes:
             if vals:
                 x = np.array([p.n * shift for p in vals])
                 y = np.array([p.value for p in vals])
-                yerr = np.array([[p.value - p.ci_low for p in vals], [p.ci_high - p.value for p in vals]])
+                yerr = np.array([[p.value - p.ci_low if p.has_interval else 0.0 for p in vals],
+                                 [p.ci_high - p.value if p.has_interval else 0.0 for p in vals]])
                 ax.errorbar(x, y, yerr=np.maximum(yerr, 0), color=c, lw=1.2, capsize=3, ls="-", marker="")
                 hollow = np.array([(method, p.n) in g.flags for p in vals])
                 ax.plot(x[~hollow], y[~hollow], "o", color=c, ms=5)
                 ax.plot(x[hollow], y[hollow], "o", mfc="white", mec=c, mew=1.5, ms=7)
             for p in pts:
+                if p.kind == "not_measurable":
+                    ax.plot([p.n * shift], [ylim[0] + 0.5 * pad], "x", color=c, ms=8, mew=2)
+                    continue
+                if p.kind == "extrapolated":
+                    ax.plot([p.n * shift], [min(p.value, ylim[1] - pad / 2)], "D", mfc="white", mec=c, ms=7)
+                    continue
                 if p.kind == "value":
                     continue
                 up = p.kind == "lower"
@@ -516,46 +371,13 @@ def _utility_figure(groups: list[Group], colours: dict[str, str]) -> bytes:
     handles = [Line2D([], [], color=colours[m], marker="o", lw=1.5, label=m) for m in present]
     handles += [Line2D([], [], ls="", marker="^", color="grey", ms=8, label="lower bound (≥)"),
                 Line2D([], [], ls="", marker="v", color="grey", ms=8, label="upper bound (≤)"),
-                Line2D([], [], ls="", marker="s", color="0.88", ms=10, label="not measurable"),
+                Line2D([], [], ls="", marker="s", color="0.88", ms=10, label="beyond the scratch range"),
+                Line2D([], [], ls="", marker="x", color="grey", ms=8, mew=2, label="not measurable (no signal)"),
+                Line2D([], [], ls="", marker="D", mfc="white", mec="grey", ms=7, label="extrapolated (power law)"),
                 Line2D([], [], ls="", marker="o", mfc="white", mec="grey", mew=1.5, ms=7,
                        label="hollow: uses a still-improving cell")]
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), fontsize=8,
                frameon=False)
-    return _png(fig)
-
-
-def _factor_figure(factors: list[dict], colours: dict[str, str]) -> bytes:
-    from matplotlib.patches import Patch
-
-    panels = defaultdict(list)
-    for e in factors:
-        panels[(e["backbone"], e["task"])].append(e)
-    fig, axes = _new_figure(*_grid(len(panels)))
-    for ax, ((backbone, task), entries) in zip(axes, sorted(panels.items())):
-        width = 0.8 / len(entries)
-        deltas = [0.0]
-        for k, e in enumerate(entries):
-            for i, letter in enumerate(LETTERS):
-                f = e["factors"].get(letter)
-                if f is None:
-                    continue
-                bounded = bool(f["on"][1] or f["off"][1])
-                deltas.append(f["delta"])
-                ax.bar(i - 0.4 + width * (k + 0.5), f["delta"], width, color=colours[e["method"]],
-                       hatch="//" if bounded else None, edgecolor="0.3" if bounded else "white")
-        # At least +-0.25 so that differences of rounding size do not fill the panel.
-        span = max(0.25, 1.15 * max(abs(d) for d in deltas))
-        ax.set_ylim(-span, span)
-        ax.axhline(0, color="0.4", lw=0.8)
-        ax.set_xticks(range(4), [f"{L}\n{NAMES[i]}" for i, L in enumerate(LETTERS)], fontsize=8)
-        ax.set_ylabel("mean utility: on − off")
-        ax.set_title(f"{task} · {backbone} · n={_short_n(entries[0]['n'])}", fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
-    for ax in axes[len(panels):]:
-        ax.set_visible(False)
-    handles = [Patch(color=colours[m], label=m) for m in sorted({e["method"] for e in factors})]
-    handles.append(Patch(facecolor="white", edgecolor="0.3", hatch="//", label="mean includes bounds"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
     return _png(fig)
 
 
@@ -607,7 +429,7 @@ h3{margin-bottom:.3em}.sub{color:#666;margin-top:0}
 table{border-collapse:collapse;margin:.6em 0 1em;font-size:13px}
 th,td{border:1px solid #ddd;padding:3px 7px;text-align:right;white-space:nowrap}
 th{background:#f3f3f3}td.l,th.l{text-align:left}
-td.pos{background:#eef7ee}td.neg{background:#fbeeee}td.bound{font-style:italic}tr.bad td{background:#fbeeee}
+td.pos{background:#eef7ee}td.neg{background:#fbeeee}td.bound{font-style:italic}td.nm{color:#999;background:#f4f4f4}td.ext{color:#555;font-style:italic}td.warn{outline:2px solid #e69500;outline-offset:-2px}td.delta{color:#555;font-size:12px}td.delta.sig{font-weight:bold}td.wrap{white-space:normal;max-width:520px}tr.bad td{background:#fbeeee}
 .note{background:#fff8e6;border-left:4px solid #f0b400;padding:.5em .9em;margin:1em 0}
 .ok{background:#eef7ee;border-left:4px solid #4a4;padding:.5em .9em;margin:1em 0}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:13px}
@@ -616,7 +438,7 @@ sup{color:#b35c00;font-weight:bold}
 """
 
 
-def _html_page(analysis: Analysis, rows, figures, factors, scatter, correlations, spec, meta,
+def _html_page(analysis: Analysis, record: dict, rows, figures, scatter, correlations, spec, meta,
                checks=()) -> str:
     e = html.escape
     name = (spec or {}).get("name") if isinstance(spec, dict) else None
@@ -630,7 +452,8 @@ def _html_page(analysis: Analysis, rows, figures, factors, scatter, correlations
     figs = {n: (png, cap) for n, png, cap in figures}
     out = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}</title>"
            f"<style>{_CSS}</style></head><body>",
-           f"<h1>{e(title)}</h1><p class='sub'>generated {e(now)} · selfstudy {e(__version__)}</p>"]
+           f"<h1>{e(title)}</h1><p class='sub'>generated {e(now)} · selfstudy {e(__version__)} · "
+           f"rendered from <code>{SUMMARY_JSON}</code> beside this file</p>"]
 
     # ---- what this is, in one paragraph
     n_used = len(rows) - len(analysis.skipped)
@@ -642,125 +465,162 @@ def _html_page(analysis: Analysis, rows, figures, factors, scatter, correlations
                f"arms {e(', '.join(f'{m}/{p}' for m, p in arms)) or 'none'}, "
                f"label counts {e(', '.join(_short_n(n) for n in ns)) or 'none'}, "
                f"{len(seeds)} seed(s).</p>")
+    if len(seeds) <= 1:
+        intervals = ("<b>One seed: there are no intervals and nothing is marked significant</b> (an interval "
+                     "needs the spread of at least two seeds)")
+    else:
+        intervals = (f"intervals are {record['ci']:.0%} t-intervals over the {len(seeds)} seeds: for Δ on the "
+                     "paired per-seed differences, for U with the standard error of a paired seed-level "
+                     f"bootstrap ({record['bootstrap']} resamples; one draw of seeds serves every label count "
+                     "and both arms)")
     out.append("<p><b>Utility</b> U(n) = n<sub>scratch</sub>(a(n)) / n − 1: how many times more labels the "
                "from-scratch model needs to match the pretrained model finetuned on n labels, minus one "
-               "(0: no benefit, 1: worth doubling the labels, &lt; 0: pretraining hurts). "
-               f"The scratch curve is {_method_words(analysis.utility_method)}; intervals are "
-               f"{analysis.ci:.0%} percentile bootstraps over seeds ({analysis.bootstrap} resamples). "
-               "Where the pretrained model is better than scratch at every measured label count the "
-               "utility is only a lower bound, written <b>≥ x</b>; where it is no better than scratch at "
-               "the smallest count, an upper bound, <b>≤ x</b>.</p>")
+               "(0: no benefit, 1: worth doubling the labels, &lt; 0: pretraining hurts). <b>Δ</b>(n): the "
+               "pretrained minus the scratch result at the same n, in the metric's units. "
+               f"The scratch curve is {_method_words(analysis.utility_method)}; {intervals}. "
+               "Where the pretrained model is better than every measured scratch result the utility is only "
+               "a lower bound, written <b>≥ x</b>; where it is no better than scratch at the smallest count, an "
+               "upper bound, <b>≤ x</b>. A utility that reads a cell not above the task's trivial baseline "
+               "beyond seed noise is <b>n/m</b>, not measurable.</p>")
     out.append(_improving_banner(analysis))
     if analysis.skipped:
         out.append(f"<p class='note'>{len(analysis.skipped)} row(s) were left out of the analysis "
                    "(listed under <a href='#run'>What was run</a>).</p>")
-    out.append(_summary_tables(analysis))
+    out.append(_summary_tables(record))
     out.append(_budget_section(list(checks)))
+    out.append(_findings_section(record, figs))
 
     # ---- figures
     out.append("<h2>Accuracy vs labels</h2><p>Primary metric on the test split at the best validation "
                "epoch, mean ± one standard deviation over seeds. Solid: finetuning; dashed: linear probe; "
-               "dotted: kNN. A hollow marker means at least one seed was still improving when its "
-               "budget ran out, so that point may be worse than the arm can reach.</p>")
+               "dotted: kNN; grey dashes: the task's trivial baseline on the test split (majority class, best "
+               "constant, all background), where the cells recorded it. A hollow marker means at least one "
+               "seed was still improving when its budget ran out, so that point may be worse than the arm "
+               "can reach.</p>")
     out += [_img(n, *figs[n]) for n in figs if n.startswith("accuracy_")]
     out.append("<h2>Utility vs labels</h2>")
     util_figs = [n for n in figs if n.startswith("utility_")]
     if util_figs:
-        out.append("<p>Finetuned arm of each method against scratch, with bootstrap intervals. "
+        out.append("<p>Finetuned arm of each method against scratch, with its intervals. "
                    "<b>The grey regions cannot be measured</b>: above the curve U = N<sub>max</sub>/n − 1 "
                    "the pretrained model would have to be compared with a scratch model trained on more "
                    "labels than the study ran (N<sub>max</sub>, the largest scratch label count), and below "
                    "U = N<sub>min</sub>/n − 1 with one trained on fewer than the smallest. A result there is "
                    "drawn as a bound: ▲ with an arrow up (at least), ▼ with an arrow down (at most), never "
-                   "as a point.</p>")
+                   "as a point; × at the bottom: not measurable.</p>")
         out += [_img(n, *figs[n]) for n in util_figs]
     else:
         out.append("<p class='note'>No utility: it needs scratch finetune cells and pretrained finetune "
                    "cells on the same dataset, backbone and task.</p>")
 
-    out.append(_factor_section(analysis, factors, figs))
     out.append(_linear_section(scatter, correlations, figs))
     out.append(_run_section(analysis, rows, spec, meta))
     out.append("</body></html>\n")
     return "\n".join(out)
 
 
-def _summary_tables(analysis: Analysis) -> str:
+def _summary_tables(record: dict) -> str:
     e = html.escape
-    panels = _by_backbone_task([g for g in analysis.groups if g.utility])
+    panels: dict = {}
+    for r in record["points"]:
+        panels.setdefault((r["backbone"], r["task"]), []).append(r)
     if not panels:
         return ("<p class='note'>No utility to summarise: the study has no pretrained finetune cells "
                 "with matching scratch cells.</p>")
     parts = []
     any_flag = False
-    for (backbone, task), groups in panels.items():
-        ns = sorted({p.n for g in groups for pts in g.utility.values() for p in pts})
-        parts.append(f"<h3>{e(task)} · {e(backbone)} <span class='sub'>({e(groups[0].metric)})</span></h3>")
-        parts.append("<table><tr><th class='l'>dataset</th><th class='l'>method</th>" +
+    for (backbone, task), pts in sorted(panels.items()):
+        ns = sorted({p["n"] for p in pts})
+        parts.append(f"<h3>{e(task)} · {e(backbone)} <span class='sub'>({e(pts[0]['metric'])}"
+                     + (f"; trivial baseline {pts[0]['trivial']:.4g}" if pts[0]["trivial"] is not None else
+                        "; no trivial baseline recorded: no signal guard") + ")</span></h3>")
+        parts.append("<table><tr><th class='l'>dataset</th><th class='l'>method</th><th class='l'></th>" +
                      "".join(f"<th>n={_short_n(n)}</th>" for n in ns) + "</tr>")
-        for g in groups:
-            for method, pts in sorted(g.utility.items()):
-                by_n = {p.n: p for p in pts}
-                cells = []
-                for n in ns:
-                    p = by_n.get(n)
-                    if p is None:
-                        cells.append("<td></td>")
-                        continue
-                    flagged = (method, n) in g.flags
-                    any_flag |= flagged
-                    cls = "bound" if p.is_bound else ("pos" if p.ci_low > 0 else "neg" if p.ci_high < 0 else "")
-                    tip = (f"{g.metric} {p.accuracy:.4g} over {p.n_seeds} seed(s); scratch-equivalent "
-                           f"{'≥ ' if p.kind == 'lower' else '≤ ' if p.kind == 'upper' else '≈ '}"
-                           f"{p.n_scratch_equiv:.0f} labels; {p.frac_lower + p.frac_upper:.0%} of resamples "
-                           f"were bounds" + (f"; {p.note}" if p.note else ""))
-                    cells.append(f"<td class='{cls}' title='{e(tip)}'>{e(str(p))}"
-                                 f"{'<sup>' + _FLAG + '</sup>' if flagged else ''}</td>")
-                parts.append(f"<tr><td class='l'>{e(_dataset_name(g.dataset))}</td><td class='l'>{e(method)}</td>"
-                             + "".join(cells) + "</tr>")
+        keyed: dict = {}
+        for p in pts:
+            keyed.setdefault((p["dataset"], p["method"]), {})[p["n"]] = p
+        for (dataset, method), by_n in keyed.items():
+            u_cells, d_cells = [], []
+            for n in ns:
+                p = by_n.get(n)
+                if p is None:
+                    u_cells.append("<td></td>")
+                    d_cells.append("<td></td>")
+                    continue
+                any_flag |= p["still_improving"]
+                inconsistent = "inconsistent" in p["flags"]
+                cls = {"lower": "bound", "upper": "bound", "not_measurable": "nm", "extrapolated": "ext"}.get(
+                    p["kind"], {1: "pos", -1: "neg"}.get(p["significant"], ""))
+                if inconsistent:
+                    cls += " warn"
+                tip = [f"{p['metric']} {p['accuracy']:.4g} over {p['n_seeds']} seed(s)"]
+                if p["n_scratch_equiv"] is not None and p["kind"] != "not_measurable":
+                    tip.append(f"scratch-equivalent {'≥ ' if p['kind'] == 'lower' else '≤ ' if p['kind'] == 'upper' else '≈ '}"
+                               f"{p['n_scratch_equiv']:.0f} labels")
+                tip += [x for x in (p["reason"], p["note"]) if x]
+                if inconsistent:
+                    tip.append("U and Δ disagree in sign: not coloured")
+                text = p["text"].replace(" †", "")
+                u_cells.append(f"<td class='{cls}' title='{e('; '.join(tip))}'>{e(text)}"
+                               f"{' !' if inconsistent else ''}"
+                               f"{'<sup>' + _FLAG + '</sup>' if p['still_improving'] else ''}</td>")
+                dsig = p["delta_ci_low"] is not None and (p["delta_ci_low"] > 0 or p["delta_ci_high"] < 0)
+                d_cells.append(f"<td class='delta{' sig' if dsig else ''}'>{e(_delta_text(p))}</td>")
+            parts.append(f"<tr><td class='l'>{e(_dataset_name(dataset))}</td><td class='l'>{e(method)}</td>"
+                         f"<td class='l'>U</td>" + "".join(u_cells) + "</tr>")
+            parts.append("<tr><td class='l'></td><td class='l'></td><td class='l'>Δ</td>" + "".join(d_cells) + "</tr>")
         parts.append("</table>")
     foot = ("<p><sup>†</sup> computed from at least one cell (pretrained at that n, or the scratch cells "
             "its scratch-equivalent was read from) whose validation was still improving when its budget "
             "ran out, or that gained when re-run at a larger budget (<a href='#budget'>budget check</a>); "
             "see the list under <a href='#run'>What was run</a>.</p>") if any_flag else ""
-    return ("<p>Green: the whole interval is above 0; red: below 0; italic: a bound. "
-            "[a, ≥b]: resamples beyond the scratch range could push that end further. "
-            "Hover a cell for its metric and scratch-equivalent label count.</p>"
+    return ("<p>Green: U's whole interval is above 0; red: below 0 (only with two or more seeds, and only "
+            "where U and Δ agree in sign); <b>!</b>: U and Δ disagree in sign; italic: a bound; grey n/m: not "
+            "measurable (hover for the reason); ~: extrapolated past the measured range. [a, ≥b]: the interval "
+            "was cut at the edge of what the scratch range can measure. Δ in bold: its interval excludes 0.</p>"
             + "".join(parts) + foot)
 
 
-def _factor_section(analysis: Analysis, factors: list[dict], figs: dict) -> str:
+def _findings_section(record: dict, figs: dict) -> str:
     e = html.escape
-    head = "<h2>Utility by data factor</h2>"
-    datasets = sorted({g.dataset for g in analysis.groups if g.utility})
-    if len(datasets) < 2:
-        which = e(_dataset_name(datasets[0])) if datasets else "no dataset with a utility"
-        return head + (f"<p>Only one dataset setting ({which}) in this study: comparing factors needs "
-                       "utilities on at least two settings of Texture, Colour, Viewpoint and Lighting.</p>")
-    if not factors:
-        return head + ("<p>No method has utilities on two factor-named datasets at a shared label count, "
-                       "so factors cannot be compared.</p>")
-    out = [head, "<p>For each factor, the mean utility over the datasets with it on (varied) and off (fixed), "
-                 "at the smallest label count every dataset shares, where pretraining matters most. "
-                 "A mean that includes bounds is itself a bound (≥ or ≤; ~ when both kinds mix).</p>"]
-    if "factor_utility.png" in figs:
-        out.append(_img("factor_utility.png", *figs["factor_utility.png"]))
-    out.append("<table><tr><th class='l'>task</th><th class='l'>backbone</th><th class='l'>method</th><th>n</th>" +
-               "".join(f"<th>{L} on / off (Δ)</th>" for L in LETTERS) + "</tr>")
-    for entry in factors:
-        cells = []
-        for L in LETTERS:
-            f = entry["factors"].get(L)
-            if f is None:
-                cells.append("<td>–</td>")
-                continue
-            on, off = f["on"], f["off"]
-            # round first so that a difference of rounding size does not print as -0.00
-            cells.append(f"<td>{on[1]}{on[0]:.2f} / {off[1]}{off[0]:.2f} ({round(f['delta'], 2) + 0.0:+.2f})</td>")
-        out.append(f"<tr><td class='l'>{e(entry['task'])}</td><td class='l'>{e(entry['backbone'])}</td>"
-                   f"<td class='l'>{e(entry['method'])}</td><td>{_short_n(entry['n'])}</td>{''.join(cells)}</tr>")
+    out = ["<h2 id='findings'>Findings</h2><p>The paper's five findings, each tested on this study: "
+           "<b>supported</b>, <b>contradicted</b>, <b>inconclusive</b> (the interval spans the null, or there is "
+           "none) or <b>not measured</b> (what the study lacks). Rules in <code>selfstudy.study.findings</code>.</p>",
+           "<table><tr><th class='l'>finding</th><th class='l'>claim</th><th class='l'>verdict</th>"
+           "<th class='l'>evidence</th></tr>"]
+    for f in record["findings"]:
+        out.append(f"<tr><td class='l'>{e(f['id'])}</td><td class='l wrap'>{e(f['claim'])}</td>"
+                   f"<td class='l {_VERDICT_CLASS[f['verdict']]}'><b>{e(f['verdict'])}</b></td>"
+                   f"<td class='l wrap'>{e(f['reason'])}</td></tr>")
     out.append("</table>")
+    for f in record["findings"]:
+        if not f["evidence"]:
+            continue
+        rows = [{k: v for k, v in ev.items() if k != "matched"} for ev in f["evidence"]]
+        cols = list(dict.fromkeys(k for r in rows for k in r))
+        table = ("<table><tr>" + "".join(f"<th class='l'>{e(c)}</th>" for c in cols) + "</tr>" +
+                 "".join("<tr>" + "".join(f"<td class='l'>{e(_cell_text(r.get(c)))}</td>" for c in cols) + "</tr>"
+                         for r in rows) + "</table>")
+        fig = _img("findings_F4.png", *figs["findings_F4.png"]) if f["id"] == "F4" and "findings_F4.png" in figs else ""
+        out.append(f"<details><summary>{e(f['id'])} evidence ({len(rows)} row(s))</summary>{fig}{table}</details>")
     return "\n".join(out)
+
+
+def _f4_figure(f4: dict) -> bytes:
+    fig, axes = _new_figure(1, 1, width=6.0, height=3.0)
+    ax = axes[0]
+    ev = f4["evidence"]
+    x = np.arange(len(ev))
+    y = np.array([r["delta_u"] for r in ev])
+    lo = np.array([r["ci_low"] if r["ci_low"] is not None else r["delta_u"] for r in ev])
+    hi = np.array([r["ci_high"] if r["ci_high"] is not None else r["delta_u"] for r in ev])
+    ax.bar(x, y, color="#4477aa", width=0.6)
+    ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt="none", color="black", capsize=4)
+    ax.axhline(0, color="0.4", lw=0.8)
+    ax.set_xticks(x, [f"{r['factor']} ({r['pairs']} pairs)" for r in ev])
+    ax.set_ylabel("ΔU, factor on − off")
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
 
 
 def _linear_section(points: list[dict], correlations: list[dict], figs: dict) -> str:
@@ -887,56 +747,6 @@ def _kv_table(d: dict) -> str:
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def _unusable(row: dict) -> str:
-    """Why a row cannot enter the analysis, or ''."""
-    if row.get("kind", "downstream") != "downstream":
-        return f"a {row.get('kind')} cell, not a downstream result"
-    status = row.get("status", "done")
-    if status != "done":
-        return f"status is {status!r}, not 'done'"
-    missing = [k for k in _REQUIRED if row.get(k) is None]
-    if missing:
-        return f"missing {', '.join(missing)}"
-    n = row["n_labels"]
-    if isinstance(n, float) and n.is_integer():
-        n = int(n)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-        return f"n_labels {n!r} is not a positive integer"
-    if not _finite(row["test"]):
-        return f"test result {row['test']!r} is not a finite number"
-    return ""
-
-
-def _finite(x) -> bool:
-    try:
-        return math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False
-
-
-def _bounded_mean(points: list[UtilityPoint]) -> tuple[float, str]:
-    """Mean of utility values, bounds at their bound value, with the mark that mean then deserves."""
-    kinds = {p.kind for p in points} - {"value"}
-    mark = "" if not kinds else "~" if len(kinds) == 2 else ("≥" if "lower" in kinds else "≤")
-    return float(np.mean([p.value for p in points])), mark
-
-
-def _correlations(points: list[dict]) -> list[dict]:
-    """Spearman/Kendall of linear probe vs finetuned result and vs utility, per task, pooled and per n."""
-    out = []
-    for task in sorted({p["task"] for p in points}):
-        pts = [p for p in points if p["task"] == task]
-        scopes = [("all", pts)] + [(f"n={_short_n(n)}", [p for p in pts if p["n"] == n])
-                                   for n in sorted({p["n"] for p in pts})]
-        for scope, sel in scopes:
-            r = rank_correlation([p["linear"] for p in sel], [p["finetune"] for p in sel])
-            out.append({"task": task, "scope": scope, "against": "finetune", **r})
-            vals = [p for p in sel if p["utility"] is not None and p["utility"].kind == "value"]
-            r = rank_correlation([p["linear"] for p in vals], [p["utility"].value for p in vals])
-            out.append({"task": task, "scope": scope, "against": "utility", **r})
-    return out
-
-
 def _by_backbone_task(groups: list[Group]) -> dict[tuple[str, str], list[Group]]:
     out: dict[tuple[str, str], list[Group]] = {}
     for g in groups:
@@ -957,27 +767,14 @@ def _hex(rgba) -> str:
     return "#" + "".join(f"{int(round(c * 255)):02x}" for c in rgba[:3])
 
 
-def _dataset_name(d: str) -> str:
-    try:
-        f = Factors.parse(d)
-    except UserError:
-        return str(d)
-    return f"{f.letters} ({f.bits})"
-
-
-def _short_n(n: int) -> str:
-    if n >= 1000 and n % 1000 == 0:
-        return f"{n // 1000}k"
-    if n >= 1000 and n % 100 == 0:
-        return f"{n / 1000:.1f}k"
-    return str(n)
-
-
 def _fname(kind: str, backbone: str, task: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{kind}_{backbone}_{task}") + ".png"
 
 
 def _method_words(method: str) -> str:
+    if method == "powerlaw":
+        return ("a power-law fit a − b·n^(−c) of the scratch means (the only estimate past the largest scratch "
+                "count, marked ~ extrapolated with the fit's back-test error)")
     if method == "paper":
         return ("the raw mean over seeds, interpolated linearly in label count (the paper's rule, "
                 "with its two bugs fixed)")

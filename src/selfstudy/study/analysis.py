@@ -1,0 +1,359 @@
+"""A study's analysis: rows of finished cells in, utility points, findings and flags out. Pure: no I/O.
+
+:func:`analyse` groups finished rows by (dataset, backbone, task) and computes each finetuned method's
+utility and Δ (:func:`selfstudy.study.utility.utility_curve`, paired by seed, with each task's trivial
+baseline as signal guard); :func:`summarise` turns the analysis into the JSON-able ``summary.json``
+record (point records, the five findings of :mod:`selfstudy.study.findings`, flags) that the report
+and ``summary.txt`` are rendered from (:mod:`selfstudy.study.report`).
+
+A row's trivial baseline is its ``trivial`` key or ``metrics["test/trivial"]`` (what finetuning
+records: the task's score of the trivial prediction on the test split).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from selfstudy import __version__
+from selfstudy.core.constants import BUDGET_CHECK_TOLERANCE, SCRATCH
+from selfstudy.errors import UserError
+from selfstudy.factors import Factors
+from selfstudy.study import findings as findings_mod
+from selfstudy.study.utility import METHODS, UtilityPoint, rank_correlation, utility_curve
+
+_REQUIRED = ("dataset", "method", "backbone", "task", "protocol", "n_labels", "test")
+#: Fewest points a rank correlation is reported on.
+MIN_CORR_POINTS = 3
+#: The keys of a point record, in order (``selfstudy utility --json`` and summary.json).
+POINT_KEYS = ("task", "arm", "n", "kind", "value", "ci_low", "ci_high", "delta", "delta_ci_low", "delta_ci_high",
+              "flags", "reason")
+
+
+@dataclass
+class Arm:
+    """One curve of a panel: a method under a protocol. ``values[n]`` holds one number per seed,
+    ``by_seed[n]`` the same keyed by seed (the pairing key)."""
+
+    method: str
+    protocol: str
+    values: dict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
+    by_seed: dict[int, dict] = field(default_factory=lambda: defaultdict(dict))
+    improving: dict[int, list[dict]] = field(default_factory=lambda: defaultdict(list))
+
+    def mean(self, n: int) -> float:
+        return float(np.mean(self.values[n]))
+
+    def add(self, n: int, seed, value: float) -> None:
+        key = seed if seed is not None and seed not in self.by_seed[n] else f"#{len(self.values[n])}"
+        self.values[n].append(value)
+        self.by_seed[n][key] = value
+
+
+@dataclass
+class Group:
+    """Everything measured on one (dataset, backbone, task)."""
+
+    dataset: str
+    backbone: str
+    task: str
+    metric: str
+    higher_is_better: bool
+    arms: dict[tuple[str, str], Arm] = field(default_factory=dict)
+    utility: dict[str, list[UtilityPoint]] = field(default_factory=dict)
+    flags: dict[tuple[str, int], list[dict]] = field(default_factory=dict)
+    trivials: list[float] = field(default_factory=list)
+
+    @property
+    def scratch(self) -> Arm | None:
+        return self.arms.get((SCRATCH, "finetune"))
+
+    @property
+    def trivial(self) -> float | None:
+        """The task's trivial baseline on this dataset's test split (median of what cells recorded)."""
+        return float(np.median(self.trivials)) if self.trivials else None
+
+
+@dataclass
+class Analysis:
+    groups: list[Group]
+    skipped: list[tuple[dict, str]]
+    improving: list[dict]
+    methods: list[str]
+    utility_method: str
+    bootstrap: int
+    ci: float
+    findings: list[dict] = field(default_factory=list)
+
+
+def row_trivial(row: Mapping) -> float | None:
+    """The trivial baseline a row recorded, or None."""
+    v = row.get("trivial")
+    if v is None:
+        metrics = row.get("metrics")
+        if isinstance(metrics, str):
+            try:
+                metrics = json.loads(metrics)
+            except ValueError:
+                metrics = None
+        if isinstance(metrics, Mapping):
+            v = metrics.get("test/trivial")
+    return float(v) if _finite(v) else None
+
+
+def analyse(rows: Iterable[dict], utility_method: str = "isotonic", bootstrap: int = 1000, seed: int = 0,
+            ci: float = 0.95) -> Analysis:
+    """Group finished rows by (dataset, backbone, task), compute each finetuned method's utility and
+    test the findings.
+
+    Rows that are not finished, lack a key the analysis needs, or have a non-finite result are set
+    aside in ``Analysis.skipped`` with the reason, never silently dropped.
+    """
+    if utility_method not in METHODS:
+        raise UserError(f"unknown utility method {utility_method!r}: allowed are {', '.join(METHODS)}")
+    groups: dict[tuple[str, str, str], Group] = {}
+    skipped: list[tuple[dict, str]] = []
+    improving: list[dict] = []
+    for row in rows:
+        if not isinstance(row, Mapping):
+            raise UserError(f"a study row must be a mapping of column names to values, got {type(row).__name__}")
+        reason = _unusable(row)
+        if reason:
+            skipped.append((row, reason))
+            continue
+        key = (str(row["dataset"]), str(row["backbone"]), str(row["task"]))
+        metric = str(row.get("metric") or "metric")
+        hib = bool(row.get("higher_is_better", True))
+        g = groups.setdefault(key, Group(*key, metric=metric, higher_is_better=hib))
+        if (metric, hib) != (g.metric, g.higher_is_better):
+            skipped.append((row, f"its metric {metric!r} differs from the {g.metric!r} of the other "
+                                 f"cells of {'/'.join(key)}"))
+            continue
+        arm_key = (str(row["method"]), str(row["protocol"]))
+        arm = g.arms.setdefault(arm_key, Arm(*arm_key))
+        n = int(row["n_labels"])
+        arm.add(n, row.get("seed"), float(row["test"]))
+        t = row_trivial(row)
+        if t is not None:
+            g.trivials.append(t)
+        if row.get("still_improving") or row.get("under_budget"):
+            arm.improving[n].append(row)
+            improving.append(row)
+
+    ordered = [groups[k] for k in sorted(groups)]
+    curves = []
+    for g in ordered:
+        scratch = g.scratch
+        if scratch is None:
+            continue
+        for (method, protocol), arm in sorted(g.arms.items()):
+            if method == SCRATCH or protocol != "finetune":
+                continue
+            curve_seed = (seed * 1_000_003 + zlib.crc32(f"{g.dataset}|{g.backbone}|{g.task}|{method}".encode()))
+            if utility_method == "powerlaw" and len(scratch.values) < 3:
+                raise UserError(f"--utility powerlaw needs scratch at 3 or more label counts; "
+                                f"{g.dataset}/{g.backbone}/{g.task} has {len(scratch.values)}")
+            points = utility_curve(dict(scratch.by_seed), dict(arm.by_seed), g.higher_is_better,
+                                   method=utility_method, bootstrap=bootstrap, seed=curve_seed % 2**63, ci=ci,
+                                   trivial=g.trivial)
+            g.utility[method] = points
+            for p in points:
+                # A utility inherits doubt from the pretrained cells at n and from the scratch cells
+                # its n_s was read from.
+                cells = list(arm.improving.get(p.n, []))
+                for N in p.scratch_used:
+                    cells += scratch.improving.get(N, [])
+                if cells:
+                    g.flags[(method, p.n)] = cells
+            lin = g.arms.get((method, "linear"))
+            curves.append(findings_mod.Curve(
+                g.dataset, g.backbone, g.task, method, g.higher_is_better, dict(scratch.by_seed),
+                dict(arm.by_seed), dict(lin.by_seed) if lin else {}, points))
+    methods = sorted({m for g in ordered for (m, _) in g.arms if m != SCRATCH})
+    return Analysis(ordered, skipped, improving, methods, utility_method, bootstrap, ci,
+                    findings_mod.findings(curves, ci=ci, seed=seed))
+
+
+def point_record(p: UtilityPoint, task: str, arm: str, **extra) -> dict:
+    """The record of one utility point: :data:`POINT_KEYS` first (None where there is no number), then
+    ``extra`` and the point's other fields."""
+    d = p.to_dict()
+    rec = {"task": task, "arm": arm, "n": p.n, "kind": p.kind, "value": d["value"],
+           "ci_low": _num(p.ci_low), "ci_high": _num(p.ci_high), "delta": _num(p.delta),
+           "delta_ci_low": _num(p.delta_ci_low), "delta_ci_high": _num(p.delta_ci_high),
+           "flags": list(p.flags), "reason": p.reason or None}
+    rec.update(extra)
+    rec.update({"text": str(p), "n_scratch_equiv": _num(p.n_scratch_equiv), "accuracy": _num(p.accuracy),
+                "n_seeds": p.n_seeds, "ci_low_is_bound": p.ci_low_is_bound, "ci_high_is_bound": p.ci_high_is_bound,
+                "frac_bound": p.frac_lower + p.frac_upper, "scratch_used": list(p.scratch_used),
+                "backtest_error": _num(p.backtest_error), "note": p.note, "significant": p.significant})
+    return rec
+
+
+def summary_rows(analysis: Analysis) -> list[dict]:
+    """One point record per (dataset, backbone, task, method, n), with ``dataset``, ``backbone``,
+    ``metric``, ``method``, ``utility`` (the value) and ``still_improving`` added."""
+    out = []
+    for g in analysis.groups:
+        for method, points in sorted(g.utility.items()):
+            for p in points:
+                flagged = (method, p.n) in g.flags
+                rec = point_record(p, g.task, method, dataset=g.dataset, backbone=g.backbone, metric=g.metric,
+                                   method=method, trivial=g.trivial, still_improving=flagged)
+                rec["utility"] = rec["value"]
+                rec["text"] = str(p) + (" †" if flagged else "")
+                out.append(rec)
+    return out
+
+
+def summarise(analysis: Analysis, checks: list[dict] | None = None) -> dict:
+    """The JSON-able summary of a study (``summary.json``): the point records of every utility, the
+    findings, the trivial baselines and the flags."""
+    points = summary_rows(analysis)
+    return {
+        "selfstudy": __version__,
+        "utility_method": analysis.utility_method,
+        "ci": analysis.ci,
+        "bootstrap": analysis.bootstrap,
+        "interval": "t-interval: U ± t(S-1)·se, se from a paired seed-level bootstrap; Δ on paired per-seed "
+                    "differences; no interval with one seed",
+        "points": points,
+        "findings": analysis.findings,
+        "trivial": [{"dataset": g.dataset, "backbone": g.backbone, "task": g.task, "metric": g.metric,
+                     "higher_is_better": g.higher_is_better, "trivial": g.trivial} for g in analysis.groups],
+        "flags": {
+            "still_improving_cells": [r.get("cell_id") for r in analysis.improving],
+            "skipped": [{"cell_id": r.get("cell_id"), "reason": why} for r, why in analysis.skipped],
+            "inconsistent": sum("inconsistent" in p["flags"] for p in points),
+            "not_measurable": sum(p["kind"] == "not_measurable" for p in points),
+            "one_seed": sum("one_seed" in p["flags"] for p in points),
+            "extrapolated": sum(p["kind"] == "extrapolated" for p in points),
+            "budget_checks_under_budget": sum(bool(t.get("under_budget")) for t in checks or []),
+        },
+    }
+
+
+def apply_budget_checks(rows: Iterable[dict], checks: Iterable[dict],
+                        tolerance: float = BUDGET_CHECK_TOLERANCE) -> tuple[list[dict], list[dict]]:
+    """Pair every finished budget-check row (a finetune cell re-run at ``factor`` times its budget;
+    ``config["check_of"]`` names the cell) with the row it re-ran, and mark that row ``under_budget``
+    when the larger budget raised its validation metric by more than ``tolerance`` (in the metric's
+    units and direction: a drop of an error counts as a gain). Such a row is flagged like a still
+    improving one (:func:`analyse`): its number is not a converged one.
+
+    Returns ``(rows, table)``: copies of ``rows`` (``under_budget`` True or False on every row that was
+    checked, absent on the others),
+    and one dict per check: dataset, backbone, task, method, protocol, n_labels, seed, metric,
+    higher_is_better, factor, val, val_check, test, test_check, gain (validation, positive = better
+    with more budget), steps, steps_check, under_budget. Checks whose cell is not among ``rows`` are
+    left out."""
+    rows = [dict(r) for r in rows]
+    by_id = {r.get("cell_id"): r for r in rows}
+    table = []
+    for c in checks:
+        cfg = c.get("config") or {}
+        orig = by_id.get(cfg.get("check_of"))
+        if orig is None or not (_finite(orig.get("val")) and _finite(c.get("val"))):
+            continue
+        sign = 1.0 if bool(orig.get("higher_is_better", True)) else -1.0
+        gain = sign * (float(c["val"]) - float(orig["val"]))
+        under = gain > float(tolerance)
+        orig["under_budget"] = bool(orig.get("under_budget")) or under
+        table.append({k: orig.get(k) for k in ("dataset", "backbone", "task", "method", "protocol",
+                                               "n_labels", "seed", "metric", "higher_is_better")}
+                     | {"factor": cfg.get("budget_factor"), "val": orig.get("val"), "val_check": c.get("val"),
+                        "test": orig.get("test"), "test_check": c.get("test"), "gain": gain,
+                        "steps": orig.get("steps"), "steps_check": c.get("steps"), "under_budget": under,
+                        "tolerance": float(tolerance)})
+    table.sort(key=lambda t: (str(t["dataset"]), str(t["backbone"]), str(t["task"]), str(t["method"]),
+                              t["n_labels"] or 0, t["seed"] or 0))
+    return rows, table
+
+
+def linear_vs_finetune(analysis: Analysis) -> list[dict]:
+    """Paired points: a pretrained method's linear-probe and finetuned means at the same n and data."""
+    points = []
+    for g in analysis.groups:
+        for (method, protocol), lin in sorted(g.arms.items()):
+            fine = g.arms.get((method, "finetune"))
+            if method == SCRATCH or protocol != "linear" or fine is None:
+                continue
+            util = {p.n: p for p in g.utility.get(method, [])}
+            for n in sorted(set(lin.values) & set(fine.values)):
+                points.append({"dataset": g.dataset, "backbone": g.backbone, "task": g.task, "metric": g.metric,
+                               "method": method, "n": n, "linear": lin.mean(n), "finetune": fine.mean(n),
+                               "utility": util.get(n)})
+    return points
+
+
+def correlations(points: list[dict]) -> list[dict]:
+    """Pooled Spearman/Kendall of linear probe vs finetuned result and vs utility, per task, pooled and
+    per n (a secondary view: pooling mixes dataset difficulty into both axes; F3 is the test)."""
+    out = []
+    for task in sorted({p["task"] for p in points}):
+        pts = [p for p in points if p["task"] == task]
+        scopes = [("all", pts)] + [(f"n={short_n(n)}", [p for p in pts if p["n"] == n])
+                                   for n in sorted({p["n"] for p in pts})]
+        for scope, sel in scopes:
+            r = rank_correlation([p["linear"] for p in sel], [p["finetune"] for p in sel])
+            out.append({"task": task, "scope": scope, "against": "finetune", **r})
+            vals = [p for p in sel if p["utility"] is not None and p["utility"].kind == "value"]
+            r = rank_correlation([p["linear"] for p in vals], [p["utility"].value for p in vals])
+            out.append({"task": task, "scope": scope, "against": "utility", **r})
+    return out
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _unusable(row: dict) -> str:
+    """Why a row cannot enter the analysis, or ''."""
+    if row.get("kind", "downstream") != "downstream":
+        return f"a {row.get('kind')} cell, not a downstream result"
+    status = row.get("status", "done")
+    if status != "done":
+        return f"status is {status!r}, not 'done'"
+    missing = [k for k in _REQUIRED if row.get(k) is None]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    n = row["n_labels"]
+    if isinstance(n, float) and n.is_integer():
+        n = int(n)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+        return f"n_labels {n!r} is not a positive integer"
+    if not _finite(row["test"]):
+        return f"test result {row['test']!r} is not a finite number"
+    return ""
+
+
+def _finite(x) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def _num(x):
+    return None if x is None or not _finite(x) else float(x)
+
+
+def dataset_name(d: str) -> str:
+    try:
+        f = Factors.parse(d)
+    except UserError:
+        return str(d)
+    return f"{f.letters} ({f.bits})"
+
+
+def short_n(n: int) -> str:
+    if n >= 1000 and n % 1000 == 0:
+        return f"{n // 1000}k"
+    if n >= 1000 and n % 100 == 0:
+        return f"{n / 1000:.1f}k"
+    return str(n)
