@@ -71,3 +71,93 @@ def test_override_through_a_non_mapping_names_the_key():
 
 def test_merge_is_deep():
     assert merge({"a": {"b": 1, "c": 2}, "d": [1]}, {"a": {"c": 3}, "d": [2]}) == {"a": {"b": 1, "c": 3}, "d": [2]}
+
+
+# --- the typed layer ------------------------------------------------------------------------------
+
+from dataclasses import dataclass  # noqa: E402
+from typing import ClassVar  # noqa: E402
+
+from selfstudy.config import Config, canonical, convert, load, load_yaml, option  # noqa: E402
+
+
+@dataclass
+class _Toy(Config):
+    config_name: ClassVar[str] = "toy"
+
+    lr: float = option(1e-3, gt=0)
+    steps: int = option(10, ge=1)
+    frac: float = option(0.5, ge=0, le=1)
+    every: int | None = option(None, ge=1)
+    betas: tuple[float, float] = (0.9, 0.99)
+    grid: tuple[float, ...] = option((0.0, 0.1), ge=0, nonempty=True)
+    mode: str = option("a", choices=("a", "b"))
+    flag: bool = False
+
+    def check(self) -> None:
+        self.require(self.steps >= self.every if self.every else True, "steps", f"an integer >= every ({self.every})")
+
+
+@dataclass
+class _Child(_Toy):
+    lr: float = 5e-4  # a new default keeps the parent's rule
+
+
+def test_load_converts_by_type_hint():
+    t = load(_Toy, {"lr": 1, "steps": "20", "frac": "1", "every": "", "betas": "0.8,0.999",
+                    "grid": [0, "1e-3"], "flag": "yes"})
+    assert (t.lr, t.steps, t.frac, t.every, t.betas, t.grid, t.flag) == (1.0, 20, 1.0, None, (0.8, 0.999),
+                                                                         (0.0, 0.001), True)
+    assert type(t.lr) is float and type(t.frac) is float and type(t.grid[0]) is float
+    assert load(_Toy, {"steps": 1e3}).steps == 1000 and load(_Toy, {"grid": 0.5}).grid == (0.5,)
+    assert load(_Toy, {"lr": None}).lr == 1e-3  # None resets to the default
+    # An int for a float field is the same config (and the same canonical dict) as the float.
+    assert canonical(load(_Toy, {"lr": 1})) == canonical(load(_Toy, {"lr": 1.0}))
+    assert canonical(load(_Toy)) == {"lr": 0.001, "steps": 10, "frac": 0.5, "every": None, "betas": [0.9, 0.99],
+                                     "grid": [0.0, 0.1], "mode": "a", "flag": False}
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"lrr": 1}, "toy: unknown option(s) lrr (did you mean 'lr'?); allowed: lr, steps, frac, every, betas, grid, mode, "
+                   "flag"),
+    ({"lr": 0}, "toy: lr must be a number > 0, got 0"),
+    ({"lr": "fast"}, "toy: lr must be a number > 0, got 'fast'"),
+    ({"lr": float("nan")}, "toy: lr must be a number > 0, got nan"),
+    ({"steps": 1.5}, "toy: steps must be an integer >= 1, got 1.5"),
+    ({"steps": True}, "toy: steps must be an integer >= 1, got True"),
+    ({"frac": 2}, "toy: frac must be a number in [0, 1], got 2"),
+    ({"every": 0}, "toy: every must be an integer >= 1 or empty, got 0"),
+    ({"betas": [0.9]}, "toy: betas must be 2 comma-separated numbers, got [0.9]"),
+    ({"grid": []}, "toy: grid must be a non-empty list of numbers (each >= 0), got []"),
+    ({"grid": [0, -1]}, "toy: grid must be a non-empty list of numbers (each >= 0), got [0, -1]"),
+    ({"mode": "c"}, "toy: mode must be 'a' or 'b', got 'c'"),
+    ({"flag": 1}, "toy: flag must be true or false, got 1"),
+    ({"every": 20}, "toy: steps must be an integer >= every (20), got 10"),
+])
+def test_load_refuses_with_what_is_allowed(raw, message):
+    with pytest.raises(UserError) as e:
+        load(_Toy, raw)
+    assert str(e.value) == message
+
+
+def test_a_subclass_keeps_the_rules_of_its_parent():
+    assert _Child().lr == 5e-4
+    with pytest.raises(UserError, match="toy: lr must be a number > 0, got -1"):
+        load(_Child, {"lr": -1})
+
+
+def test_convert_without_strings_keeps_a_string():
+    assert convert("3", int, "n", "w") == 3
+    with pytest.raises(UserError, match="w: n must be an integer, got '3'"):
+        convert("3", int, "n", "w", strings=False)
+
+
+def test_yaml_refuses_a_key_given_twice():
+    assert load_yaml("a: 1\nb: {c: 2}\n", "f") == {"a": 1, "b": {"c": 2}}
+    with pytest.raises(UserError, match=r"^f: not valid YAML \(key 'a' is given twice \(line 1 and line 3\); "
+                                        r"give each key once\)$"):
+        load_yaml("a: 1\nb: 2\na: 3\n", "f")
+    with pytest.raises(UserError, match="key 'c' is given twice"):
+        load_yaml("b: {c: 1, c: 2}\n", "f")
+    with pytest.raises(UserError, match="given twice"):
+        parse_value("{x: 1, x: 2}")

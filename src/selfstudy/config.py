@@ -1,4 +1,17 @@
-"""``key.sub=value`` overrides for YAML configs, shared by every command.
+"""Configs: one typed layer, YAML read strictly, and ``key.sub=value`` overrides, shared by every command.
+
+**The typed layer.** A config is a dataclass deriving from :class:`Config` whose fields carry their
+allowed range or choices (:func:`option`: ``lr: float = option(1e-3, gt=0)``). :func:`load` reads a
+mapping (a YAML section, :func:`parse_overrides`' dict, CLI ``key=value`` pairs) into one: it converts
+every value by the field's type hint (an int given for a float field becomes a float, so ``lr: 1`` and
+``lr: 1.0`` are one config), refuses an unknown key naming the nearest allowed one, and checks every
+rule with an error that says what is allowed. :func:`canonical` (``Config.to_dict``) is the plain dict
+that checkpoints store and study cell ids hash. The method configs, the finetune and probe budgets and
+the study spec are such configs.
+
+**YAML** is read with :class:`StrictLoader`, which refuses a key given twice in one mapping.
+
+**Overrides.**
 
 An override names a nested key with dots and gives its value in YAML, so it is typed the way the
 config file would type it::
@@ -273,7 +286,7 @@ def convert(value: Any, hint: Any, key: str, where: str, rule: Rule | None = Non
     already typed), a string is only a string."""
     rule = rule or Rule()
     out = _convert(value, hint, key, where, rule, strings)
-    _check_rule(out, hint, key, where, rule)
+    _check_rule(out, hint, key, where, rule, shown=value)
     return out
 
 
@@ -445,7 +458,9 @@ def _convert(value: Any, hint: Any, key: str, where: str, rule: Rule, strings: b
     raise TypeError(f"config field {key} has an unsupported type {hint!r}")  # a bug in a Config
 
 
-def _check_rule(value: Any, hint: Any, key: str, where: str, rule: Rule) -> None:
+def _check_rule(value: Any, hint: Any, key: str, where: str, rule: Rule, shown: Any = None) -> None:
+    """Raise the field's :class:`UserError` (showing ``shown``, the value as given) unless ``value``,
+    converted, keeps ``rule``."""
     if value is None:
         return
     items = value if isinstance(value, tuple) else (value,)
@@ -462,4 +477,4 @@ def _check_rule(value: Any, hint: Any, key: str, where: str, rule: Rule) -> None
                     or (rule.le is not None and not v <= rule.le) or (rule.lt is not None and not v < rule.lt):
                 ok = False
     if not ok:
-        raise UserError(_message(where, key, allowed_text(hint, rule), value, rule))
+        raise UserError(_message(where, key, allowed_text(hint, rule), value if shown is None else shown, rule))
