@@ -19,7 +19,7 @@ from selfstudy import __version__
 from selfstudy.errors import UserError
 
 #: Subcommand modules, in the order ``--help`` lists them.
-SUBCOMMANDS = ("render", "data", "pretrain", "finetune", "probe", "study", "report", "bench")
+SUBCOMMANDS = ("render", "data", "pretrain", "finetune", "probe", "study", "report", "utility", "bench")
 
 
 #: What an argument of each ``type=`` allows, for the one-line error of a value that does not convert.
