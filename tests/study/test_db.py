@@ -261,3 +261,89 @@ def test_a_database_from_before_budget_auto_gets_the_attempt_columns_and_the_dec
         assert [a["cell_id"] for a in d["attempts"]] == ["down", "chk"]
         with pytest.raises(sqlite3.IntegrityError):
             db.record_budget("x", {**d, "status": "maybe"})
+
+
+# The schema as the code before transfer wrote it (commit 2884b3a: attempt columns and the decisions
+# table, no pretrained_on column), verbatim.
+_SCHEMA_BEFORE_TRANSFER = """
+CREATE TABLE IF NOT EXISTS cells (
+    cell_id          TEXT PRIMARY KEY,
+    kind             TEXT NOT NULL CHECK (kind IN ('pretrain', 'downstream', 'check')),
+    dataset          TEXT NOT NULL,
+    method           TEXT NOT NULL,
+    backbone         TEXT NOT NULL,
+    task             TEXT,
+    protocol         TEXT,
+    n_labels         INTEGER,
+    seed             INTEGER NOT NULL,
+    pretrain_id      TEXT,
+    status           TEXT NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending', 'running', 'done', 'failed')),
+    config           TEXT NOT NULL,
+    metric           TEXT,
+    higher_is_better INTEGER,
+    val              REAL,
+    test             REAL,
+    val_last         REAL,
+    test_last        REAL,
+    still_improving  INTEGER,
+    steps            INTEGER,
+    seconds          REAL,
+    subset_sha       TEXT,
+    result           TEXT,
+    error            TEXT,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    wall_seconds     REAL,
+    version          TEXT,
+    git_commit       TEXT,
+    host             TEXT,
+    pid              INTEGER,
+    created_at       TEXT NOT NULL,
+    started_at       TEXT,
+    finished_at      TEXT,
+    check_of         TEXT,
+    budget_factor    REAL
+);
+CREATE INDEX IF NOT EXISTS cells_status ON cells (status, kind);
+CREATE TABLE IF NOT EXISTS budget_decisions (
+    cell_id          TEXT PRIMARY KEY,
+    status           TEXT NOT NULL CHECK (status IN ('converged', 'run', 'not_converged', 'unchecked')),
+    counted_id       TEXT NOT NULL,
+    counted_factor   REAL NOT NULL,
+    next_factor      REAL,
+    cap              REAL,
+    gain             REAL,
+    tolerance        REAL,
+    attempts         TEXT NOT NULL,
+    decided_at       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS subsets (sha TEXT PRIMARY KEY, n INTEGER NOT NULL, indices TEXT NOT NULL);
+"""
+
+
+def test_a_database_from_before_transfer_gets_pretrained_on_from_each_cells_own_dataset(tmp_path):
+    path = tmp_path / "results.sqlite"
+    con = sqlite3.connect(path)
+    con.executescript(_SCHEMA_BEFORE_TRANSFER)
+    for cid, kind, method, pre in (("pre", "pretrain", "rotation", None), ("rot", "downstream", "rotation", "pre"),
+                                   ("scr", "downstream", "scratch", None), ("chk", "check", "rotation", "pre")):
+        con.execute("INSERT INTO cells (cell_id, kind, dataset, method, backbone, task, protocol, n_labels, "
+                    "seed, pretrain_id, status, config, test, created_at) VALUES (?, ?, '0110', ?, 'resnet9-tiny', "
+                    "?, ?, ?, 0, ?, 'done', '{}', 0.5, 'then')",
+                    (cid, kind, method, None if kind == "pretrain" else "classification",
+                     None if kind == "pretrain" else "finetune", None if kind == "pretrain" else 100, pre))
+    con.commit()
+    con.close()
+    with ResultsDB(path) as db:
+        got = {r["cell_id"]: r["pretrained_on"] for r in db.rows(status=None, kind=None)}
+        assert got == {"pre": None, "rot": "0110", "scr": None, "chk": "0110"}
+        assert db.get("rot")["test"] == 0.5
+        # Today's code adds a transferred cell with its pretraining dataset.
+        moved = Cell(id="x", kind="downstream", dataset="0110", method="rotation", backbone="resnet9-tiny", seed=0,
+                     task="classification", protocol="finetune", n_labels=100, pretrain_id="pre2",
+                     pretrained_on="1111", config={"kind": "downstream"})
+        assert db.add_cells([moved]) == 1
+    with ResultsDB(path) as db:  # opening again changes nothing
+        got = {r["cell_id"]: r["pretrained_on"] for r in db.rows(status=None, kind=None)}
+        assert got == {"pre": None, "rot": "0110", "scr": None, "chk": "0110", "x": "1111"}

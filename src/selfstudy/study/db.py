@@ -8,7 +8,9 @@ whole dict as JSON, the error text of a failure, wall time, package version, git
 timestamps. A budget-check cell (kind ``check``, an attempt of ``budget: auto``) also names the cell
 it re-runs (``check_of``) and its budget multiple (``budget_factor``); the ``budget_decisions`` table
 keeps, per checked cell, which of its attempts counts and why (:meth:`ResultsDB.record_budget`).
-Every attempt stays a row of its own.
+Every attempt stays a row of its own. A downstream or check cell of an SSL method names the dataset its
+pretraining saw (``pretrained_on``, factor bits: its own dataset unless the study transfers; NULL for
+scratch arms and pretraining cells).
 
 A database written by an earlier version is migrated when it is opened (:meth:`ResultsDB._migrate`).
 
@@ -79,7 +81,8 @@ CREATE TABLE IF NOT EXISTS cells (
     started_at       TEXT,
     finished_at      TEXT,
     check_of         TEXT,
-    budget_factor    REAL
+    budget_factor    REAL,
+    pretrained_on    TEXT
 );
 CREATE INDEX IF NOT EXISTS cells_status ON cells (status, kind);
 CREATE TABLE IF NOT EXISTS budget_decisions (
@@ -158,14 +161,24 @@ class ResultsDB:
         """Bring a database written by an earlier version up to the current schema (inside the
         caller's transaction): the ``kind`` check gained ``'check'`` (budget-check cells); the
         ``check_of`` and ``budget_factor`` columns came with ``budget: auto`` (filled in from the
-        check cells' configs); ``budget_decisions`` is created by the schema itself."""
+        check cells' configs); ``budget_decisions`` is created by the schema itself; ``pretrained_on``
+        came with transfer (a pretrained cell's own dataset, as every cell before it was)."""
         row = self._con.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='cells'").fetchone()
+        had_source = row is None or "pretrained_on" in row["sql"]
         if row is not None and "'check'" not in row["sql"]:
             self._rebuild_cells()
         cols = {r["name"] for r in self._con.execute("PRAGMA table_info(cells)").fetchall()}
-        for name, sql_type in (("check_of", "TEXT"), ("budget_factor", "REAL")):
+        for name, sql_type in (("check_of", "TEXT"), ("budget_factor", "REAL"), ("pretrained_on", "TEXT")):
             if name not in cols:
                 self._con.execute(f"ALTER TABLE cells ADD COLUMN {name} {sql_type}")
+        if not had_source:
+            # Before transfer, a pretrained cell's checkpoint always came from its own dataset (a config
+            # that says otherwise is trusted: it is what the cell ran).
+            for r in self._con.execute("SELECT cell_id, dataset, config FROM cells WHERE kind!='pretrain' "
+                                       "AND pretrain_id IS NOT NULL").fetchall():
+                cfg = json.loads(r["config"]) if r["config"] else {}
+                src = (cfg.get("pretrained_on") or {}).get("factors") or r["dataset"]
+                self._con.execute("UPDATE cells SET pretrained_on=? WHERE cell_id=?", (src, r["cell_id"]))
         missing = self._con.execute("SELECT cell_id, config FROM cells WHERE kind='check' AND "
                                     "(check_of IS NULL OR budget_factor IS NULL)").fetchall()
         for r in missing:
@@ -232,13 +245,14 @@ class ResultsDB:
         rows = [(c.id, c.kind, c.dataset, c.method, c.backbone, c.task, c.protocol, c.n_labels, c.seed,
                  c.pretrain_id, json.dumps(c.config, sort_keys=True, default=str), stamp,
                  c.config.get("check_of") if c.kind == "check" else None,
-                 _factor(c.config.get("budget_factor")) if c.kind == "check" else None) for c in cells]
+                 _factor(c.config.get("budget_factor")) if c.kind == "check" else None,
+                 getattr(c, "pretrained_on", None)) for c in cells]
         with self._tx() as con:
             before = con.total_changes
             con.executemany(
                 "INSERT OR IGNORE INTO cells (cell_id, kind, dataset, method, backbone, task, protocol, "
-                "n_labels, seed, pretrain_id, config, created_at, check_of, budget_factor) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                "n_labels, seed, pretrain_id, config, created_at, check_of, budget_factor, pretrained_on) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             return con.total_changes - before
 
     def reset_stale(self) -> int:
@@ -355,7 +369,8 @@ class ResultsDB:
         """Rows as dicts in the shape :func:`selfstudy.study.report.build_report` reads.
 
         Keys: cell_id, kind, dataset, method, backbone, task, protocol, n_labels, seed, pretrain_id,
-        check_of and budget_factor (check cells; None on the others), status, metric, higher_is_better (bool), val, test, val_last, test_last, still_improving (bool),
+        check_of and budget_factor (check cells; None on the others), pretrained_on (the pretraining
+        dataset's factor bits; None for scratch arms), status, metric, higher_is_better (bool), val, test, val_last, test_last, still_improving (bool),
         steps, seconds, subset_sha, metrics (dict), result (the whole result dict), config (dict), error,
         attempts, wall_seconds, version, git_commit, host, created_at, started_at, finished_at.
         ``status``/``kind`` None mean any; ``cell_ids`` restricts to those cells. Ordered by kind,

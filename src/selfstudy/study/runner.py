@@ -589,10 +589,14 @@ class PipelineCells:
         spec = self.spec
         ds = open_dataset(self.data_paths[cell.dataset])
         init = None if cell.pretrain_id is None else str(self.checkpoint(cell.pretrain_id))
+        if cell.config.get("arch"):  # scratch on another method's architecture (study.baselines)
+            from selfstudy.study.baselines import scratch_init
+
+            init = scratch_init(ds, cell.method, cell.backbone, cell.seed, spec.space)
         common = dict(backbone=cell.backbone, n_labels=cell.n_labels, seed=cell.seed, init=init,
                       device=resolve_device(spec.device), precision=spec.precision,
                       channels_last=spec.channels_last, space=spec.space, progress=False)
-        options = spec.protocol_options(cell.protocol)
+        options = spec.protocol_options(cell.protocol, cell.backbone)
         if cell.kind == "check":  # a finetune cell re-run with its budget scaled up
             options = dict(cell.config["budget"])
         if cell.protocol == "finetune":

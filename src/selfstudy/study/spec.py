@@ -16,6 +16,22 @@ Expansion gives two kinds of :class:`Cell`:
   several objects per scene, which only carry per-pixel labels) is skipped with a note, and so is a
   protocol that does not apply to a task (k-NN for anything but classification and pose).
 
+**Transfer** (``datasets.pretrain_on``): by default each SSL method pretrains on the dataset its
+cells finetune on. ``pretrain_on: [0000, 1111]`` pretrains on those datasets (factor strings, inside
+the study's ``factors`` or not) and finetunes each of them on every dataset of ``factors``;
+``pretrain_on: all`` is the full transfer grid over ``factors``. A downstream cell's ``pretrained_on``
+names the dataset its checkpoint saw; its config (so its id) carries ``pretrained_on`` only where that
+differs from the finetuning dataset, so a study without transfer keeps its cell ids.
+
+**Per-backbone budgets**: a protocol section may hold a mapping per backbone name over its shared
+options, e.g. ``finetune: {batch_size: 128, resnet50: {batch_size: 64, max_steps: 20000}}``; each cell's
+budget is the merged one (a cell whose backbone has no entry gets the shared options, as before).
+
+**A scratch baseline per architecture**: method ``scratch-cmc`` trains CMC's own two-stream
+half-width network from a fresh initialisation (no pretraining), so CMC's utility can be computed
+against a baseline of the same architecture (:data:`BASELINES`); plain ``scratch`` trains the full
+backbone.
+
 Every cell has a stable id: a hash of its resolved config (the dataset's full generation config, the
 method and its budget, the task, the protocol and its budget, label count, seed, colour space and
 precision; a downstream cell's config includes the id of the pretraining cell it loads). The same spec
@@ -87,7 +103,12 @@ TOP_KEYS = ("name", "datasets", "methods", "backbones", "tasks", "protocols", "l
 BUDGET_CHECK_KEYS = ("mode", "factor", "cap", "labels", "methods", "seeds", "tolerance", "noise_k")
 #: The finetune budget fields a budget check multiplies by its factor.
 SCALED_BUDGET_FIELDS = ("epochs", "min_steps", "max_steps")
-DATASET_KEYS = ("factors", "n", "res", "models_per_class", "seed", "multi")
+DATASET_KEYS = ("factors", "n", "res", "models_per_class", "seed", "multi", "pretrain_on")
+#: Scratch arms on another method's architecture: name -> the SSL method whose encoder it trains
+#: from a fresh initialisation.
+SCRATCH_ARCHS = {"scratch-cmc": "cmc"}
+#: The baseline a method's utility is computed against when the study has it (else ``scratch``).
+BASELINES = {arch: name for name, arch in SCRATCH_ARCHS.items()}
 METHOD_KEYS = ("epochs", "overrides")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -110,7 +131,8 @@ class DataSpec(Config):
     factors: canonical factor bits in TCVL order (``"1111"``); n: images per dataset (all splits);
     res: image side in pixels; models_per_class: distinct shapes per class (None: the generator's
     default); seed: the data seed; multi: scenes of several objects (per-pixel labels only: the dense
-    tasks run, image-level tasks are skipped).
+    tasks run, image-level tasks are skipped); pretrain_on: factor bits of the datasets the SSL
+    methods pretrain on, each finetuned on every dataset of ``factors`` (empty: each dataset its own).
     """
 
     config_name: ClassVar[str] = "study spec"
@@ -123,6 +145,7 @@ class DataSpec(Config):
     models_per_class: int | None = option(None, ge=1, allowed=_WHOLE.format(1) + " or empty")
     seed: int = option(0, ge=0, allowed=_WHOLE.format(0))
     multi: bool = False
+    pretrain_on: tuple[str, ...] = ()
 
     def config(self, factors: str) -> DatasetConfig:
         """The :class:`selfstudy.data.generate.DatasetConfig` of the dataset with these factors."""
@@ -151,7 +174,8 @@ class MethodSpec(Config):
 
     @property
     def is_scratch(self) -> bool:
-        return self.name == SCRATCH
+        """Not pretrained: ``scratch`` or a scratch arm on another method's architecture."""
+        return self.name == SCRATCH or self.name in SCRATCH_ARCHS
 
 
 @dataclass(frozen=True)
@@ -212,8 +236,9 @@ class Spec(Config):
     def method(self, name: str) -> MethodSpec:
         return next(m for m in self.methods if m.name == name)
 
-    def protocol_options(self, protocol: str) -> dict:
-        return dict(getattr(self, protocol))
+    def protocol_options(self, protocol: str, backbone: str | None = None) -> dict:
+        """The options of ``protocol``: the shared ones, with ``backbone``'s own entry merged over them."""
+        return protocol_options(getattr(self, protocol), backbone)
 
     def to_dict(self) -> dict:
         """A plain (YAML/JSON-serialisable) dict that :func:`spec_from_dict` turns back into this spec."""
@@ -221,7 +246,9 @@ class Spec(Config):
             "name": self.name,
             "datasets": {"factors": list(self.datasets.factors), "n": self.datasets.n,
                          "res": self.datasets.res, "models_per_class": self.datasets.models_per_class,
-                         "seed": self.datasets.seed, "multi": self.datasets.multi},
+                         "seed": self.datasets.seed, "multi": self.datasets.multi,
+                         **({"pretrain_on": list(self.datasets.pretrain_on)} if self.datasets.pretrain_on
+                            else {})},
             "methods": {m.name: ({} if m.is_scratch else {"epochs": m.epochs, "overrides": dict(m.overrides)})
                         for m in self.methods},
         }
@@ -297,7 +324,17 @@ def spec_from_dict(raw: Mapping, where: str = "study spec") -> Spec:
     seeds = _seeds(raw.get("seeds", Spec.seeds), where)
     options = {p: _mapping(raw.get(p), p, where) for p in PROTOCOLS}
     for p in PROTOCOLS:
-        _check_protocol_options(p, options[p], where)
+        for name, block in options[p].items():
+            if name in BACKBONES and not isinstance(block, Mapping):
+                raise UserError(f"{where}: {p}.{name} must be a mapping of {p} options for backbone {name}, "
+                                f"got {block!r}")
+        _check_protocol_options(p, protocol_options(options[p], None), where)
+        for b in backbones:
+            if b in options[p]:
+                try:
+                    _protocol_budget(p, protocol_options(options[p], b))
+                except UserError as e:
+                    raise UserError(f"{where}: {p}.{b}: {e}") from None
     check = _budget_check(raw.get("budget_check"), protocols, labels, methods, where)
     scalars = {k: raw[k] for k in ("name", "device", "precision", "channels_last", "space") if k in raw}
     spec = load(Spec, {**scalars, "datasets": datasets, "methods": methods, "backbones": backbones,
@@ -346,7 +383,9 @@ class Cell:
     kind: ``"pretrain"`` or ``"downstream"``; dataset: factor bits; method/backbone: registry names;
     seed: the cell's seed (a downstream cell loads the pretraining cell of the same seed);
     task/protocol/n_labels: downstream only; pretrain_id: the pretraining cell a downstream cell loads
-    (None for scratch); config: the resolved config the id hashes (JSON-serialisable).
+    (None for scratch); pretrained_on: factor bits of the dataset that pretraining saw (downstream
+    cells of an SSL method; None for scratch and pretraining cells); config: the resolved config the
+    id hashes (JSON-serialisable).
     """
 
     id: str
@@ -359,6 +398,7 @@ class Cell:
     protocol: str | None = None
     n_labels: int | None = None
     pretrain_id: str | None = None
+    pretrained_on: str | None = None
     config: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
@@ -368,6 +408,8 @@ class Cell:
         if self.kind == "pretrain":
             return f"pretrain {head}"
         tail = f" (budget check x{self.config['budget_factor']:g})" if self.kind == "check" else ""
+        if self.pretrained_on is not None and self.pretrained_on != self.dataset:
+            head += f" (pretrained on {Factors.parse(self.pretrained_on).letters})"
         return f"{head} {self.task} {self.protocol} n={self.n_labels}{tail}"
 
     @property
@@ -420,10 +462,11 @@ def expand(spec: Spec) -> Plan:
     backbone, task, protocol, label count, method, so that a partly finished study already holds
     comparable scratch and pretrained cells.
     """
-    data = {f: _dataset_dict(spec.datasets, f) for f in spec.datasets.factors}
+    sources = pretrain_sources(spec.datasets)
+    data = {f: _dataset_dict(spec.datasets, f) for f in dict.fromkeys(spec.datasets.factors + sources)}
     notes: list[str] = []
     pretrain: dict[tuple, Cell] = {}
-    for f in spec.datasets.factors:
+    for f in dict.fromkeys(sources or spec.datasets.factors):
         for m in spec.methods:
             if m.is_scratch:
                 continue
@@ -436,7 +479,8 @@ def expand(spec: Spec) -> Plan:
                     pretrain[(f, m.name, b, s)] = Cell(id=cell_id(cfg), kind="pretrain", dataset=f,
                                                        method=m.name, backbone=b, seed=s, config=cfg)
 
-    budgets = {p: _resolved_options(p, spec.protocol_options(p)) for p in spec.protocols}
+    budgets = {(p, b): _resolved_options(p, spec.protocol_options(p, b)) for p in spec.protocols
+               for b in spec.backbones}
     downstream = []
     for s in spec.seeds:
         for f in spec.datasets.factors:
@@ -453,17 +497,23 @@ def expand(spec: Spec) -> Plan:
                             continue
                         for n in spec.labels:
                             for m in spec.methods:
-                                pre = None if m.is_scratch else pretrain[(f, m.name, b, s)]
-                                cfg = {"kind": "downstream", "dataset": data[f], "method": m.name,
-                                       "backbone": b, "task": t, "protocol": p, "n_labels": n, "seed": s,
-                                       "budget": budgets[p], "space": spec.space,
-                                       "precision": spec.precision,
-                                       "pretrain": pre.id if pre else None}
-                                downstream.append(Cell(id=cell_id(cfg), kind="downstream", dataset=f,
-                                                       method=m.name, backbone=b, seed=s, task=t,
-                                                       protocol=p, n_labels=n,
-                                                       pretrain_id=pre.id if pre else None, config=cfg))
-    if "finetune" in spec.protocols and not any(m.is_scratch for m in spec.methods):
+                                for src in ([None] if m.is_scratch else (sources or [f])):
+                                    pre = None if src is None else pretrain[(src, m.name, b, s)]
+                                    cfg = {"kind": "downstream", "dataset": data[f], "method": m.name,
+                                           "backbone": b, "task": t, "protocol": p, "n_labels": n, "seed": s,
+                                           "budget": budgets[(p, b)], "space": spec.space,
+                                           "precision": spec.precision,
+                                           "pretrain": pre.id if pre else None}
+                                    if src is not None and src != f:  # same-dataset cells keep their ids
+                                        cfg["pretrained_on"] = data[src]
+                                    if m.name in SCRATCH_ARCHS:
+                                        cfg["arch"] = SCRATCH_ARCHS[m.name]
+                                    downstream.append(Cell(id=cell_id(cfg), kind="downstream", dataset=f,
+                                                           method=m.name, backbone=b, seed=s, task=t,
+                                                           protocol=p, n_labels=n,
+                                                           pretrain_id=pre.id if pre else None,
+                                                           pretrained_on=src, config=cfg))
+    if "finetune" in spec.protocols and not any(m.name == SCRATCH for m in spec.methods):
         notes.append("no scratch method: the report needs scratch finetune cells to compute utility")
     notes = list(dict.fromkeys(notes))
     checks = _check_cells(spec, downstream)
@@ -511,7 +561,8 @@ def check_cell(cell: Cell, factor: float) -> Cell:
            "budget_factor": float(factor), "check_of": cell.id}
     return Cell(id=cell_id(cfg), kind="check", dataset=cell.dataset, method=cell.method,
                 backbone=cell.backbone, seed=cell.seed, task=cell.task, protocol=cell.protocol,
-                n_labels=cell.n_labels, pretrain_id=cell.pretrain_id, config=cfg)
+                n_labels=cell.n_labels, pretrain_id=cell.pretrain_id, pretrained_on=cell.pretrained_on,
+                config=cfg)
 
 
 # --- field validation -----------------------------------------------------------------------------
@@ -599,7 +650,9 @@ def _data_spec(raw, where: str) -> DataSpec:
         if b in bits:
             raise UserError(f"{where}: datasets.factors lists {Factors.parse(b).letters} twice")
         bits.append(b)
-    data = DataSpec.load({**raw, "factors": tuple(bits)}, where=where, prefix="datasets.")
+    sources = _pretrain_on(raw.get("pretrain_on"), bits, where)
+    data = DataSpec.load({**raw, "factors": tuple(bits), "pretrain_on": sources}, where=where,
+                         prefix="datasets.")
     try:
         data.config(bits[0])  # the generator's own checks (resolution, models per class)
     except UserError as e:
@@ -613,7 +666,7 @@ def _methods(raw, where: str) -> tuple[MethodSpec, ...]:
                         f"e.g. [scratch, rotation]")
     if not isinstance(raw, Mapping):
         raise UserError(f"{where}: methods must be a list of names or a mapping name -> options, got {raw!r}")
-    allowed = [SCRATCH] + sorted(METHODS)
+    allowed = [SCRATCH, *SCRATCH_ARCHS] + sorted(METHODS)
     out = []
     for name, opts in raw.items():
         if name not in allowed:
@@ -621,8 +674,8 @@ def _methods(raw, where: str) -> tuple[MethodSpec, ...]:
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise UserError(f"{where}: unknown method {name!r}{hint}; allowed: {', '.join(allowed)}")
         opts = _mapping(opts, f"methods.{name}", where)
-        if name == SCRATCH and opts:
-            raise UserError(f"{where}: methods.scratch takes no options (it is not pretrained); "
+        if (name == SCRATCH or name in SCRATCH_ARCHS) and opts:
+            raise UserError(f"{where}: methods.{name} takes no options (it is not pretrained); "
                             f"its training budget is the 'finetune' section, got {opts!r}")
         _no_unknown(opts, METHOD_KEYS, where, f"methods.{name}.")
         opts["overrides"] = _mapping(opts.get("overrides"), f"methods.{name}.overrides", where)
@@ -817,3 +870,44 @@ def _check_labels(spec: Spec, where: str) -> None:
 def _jsonable(value):
     """A JSON round-trip of ``value`` (tuples become lists), so configs compare equal after storage."""
     return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+# --- transfer and per-backbone options ------------------------------------------------------------
+
+
+def pretrain_sources(data: DataSpec) -> tuple[str, ...]:
+    """Factor bits of the datasets the SSL methods pretrain on (empty: each finetuning dataset its own)."""
+    return tuple(data.pretrain_on)
+
+
+def _pretrain_on(raw, factors: list[str], where: str) -> tuple[str, ...]:
+    """``datasets.pretrain_on`` resolved: ``()`` (absent or ``same``), every dataset of ``factors``
+    (``all``), or the listed datasets' factor bits."""
+    if raw is None or raw == "same":
+        return ()
+    if raw == "all":
+        return tuple(factors)
+    if isinstance(raw, (str, int)) and not isinstance(raw, bool):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise UserError(f"{where}: datasets.pretrain_on must be all, same or a non-empty list of factor "
+                        f"strings like [0000, TCVL], got {raw!r}")
+    out = []
+    for f in raw:
+        s = f"{f:04d}" if isinstance(f, int) and not isinstance(f, bool) else str(f)
+        try:
+            b = Factors.parse(s).bits
+        except UserError as e:
+            raise UserError(f"{where}: datasets.pretrain_on: {e}") from None
+        if b in out:
+            raise UserError(f"{where}: datasets.pretrain_on lists {Factors.parse(b).letters} twice")
+        out.append(b)
+    return tuple(out)
+
+
+def protocol_options(options: Mapping[str, Any], backbone: str | None) -> dict:
+    """A protocol section's options for ``backbone``: the shared ones (every key that is not a backbone
+    name) with that backbone's own block merged over them."""
+    shared = {k: v for k, v in options.items() if k not in BACKBONES}
+    own = options.get(backbone) if backbone is not None else None
+    return {**shared, **(dict(own) if isinstance(own, Mapping) else {})}
