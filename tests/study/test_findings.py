@@ -1,0 +1,99 @@
+"""The five findings on synthetic results with a known answer (issue 9)."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from selfstudy.study.findings import Curve, f1, f3, f4, f5, findings, outcome, plateau, tau_batch
+from selfstudy.study.utility import utility_curve
+
+NS = [100, 300, 1000, 3000]
+
+
+def make_curve(gain, dataset="1111", backbone="resnet9", task="classification", method="rotation", seeds=3,
+               noise=0.005, rng=None, linear=None):
+    """Scratch 0.2 + 0.1 log(n/100); pretrained = scratch + gain(n); per-seed noise."""
+    rng = rng or np.random.default_rng(0)
+    scratch = {n: {s: 0.2 + 0.1 * math.log(n / 100) + noise * rng.standard_normal() for s in range(seeds)} for n in NS}
+    pre = {n: {s: scratch[n][s] + gain(n) + noise * rng.standard_normal() for s in range(seeds)} for n in NS}
+    lin = {n: {s: v for s, v in linear(n).items()} for n in NS} if linear else {}
+    return Curve(dataset, backbone, task, method, True, scratch, pre, lin, utility_curve(scratch, pre, bootstrap=100))
+
+
+def test_f1_supported_when_the_gain_falls_with_labels():
+    c = make_curve(lambda n: 0.3 * (100 / n) ** 0.5)
+    f = f1([c])
+    assert f["verdict"] == "supported" and f["summary"]["ci_high"] < 0
+    assert f["evidence"][0]["utility_slope"] < 0
+
+
+def test_f1_identical_arms_are_inconclusive():
+    rng = np.random.default_rng(1)
+    scratch = {n: {s: 0.2 + 0.1 * math.log(n / 100) + 0.01 * rng.standard_normal() for s in range(3)} for n in NS}
+    c = Curve("1111", "r", "classification", "same", True, scratch, scratch, {}, utility_curve(scratch, scratch))
+    assert f1([c])["verdict"] == "inconclusive"
+
+
+def test_f1_rising_gain_contradicts():
+    assert f1([make_curve(lambda n: 0.02 * math.log(n / 50))])["verdict"] == "contradicted"
+
+
+def test_f1_one_curve_one_seed_has_no_interval():
+    f = f1([make_curve(lambda n: 0.3 * (100 / n) ** 0.5, seeds=1)])
+    assert f["verdict"] == "inconclusive" and f["summary"]["ci_low"] is None
+
+
+def test_outcomes_and_plateau_rule():
+    # always helps by a constant 0.1: outcome (a)
+    assert outcome(make_curve(lambda n: 0.1))[0] == "a"
+    # helps at 100 only: they meet at 300 while scratch still rises: outcome (c)
+    assert outcome(make_curve(lambda n: 0.2 if n == 100 else 0.0))[0] == "c"
+    # a flat scratch from 300 on, pretrained ahead only at 100: they meet at its plateau: outcome (b)
+    flat = {100: {s: 0.3 for s in range(3)}, **{n: {s: 0.5 + 0.001 * s for s in range(3)} for n in NS[1:]}}
+    assert plateau(flat, NS) == 300
+    pre = {n: {s: v + (0.2 if n == 100 else 0.0) + 0.001 * ((s * 7 + n) % 3 - 1) for s, v in flat[n].items()}
+           for n in NS}
+    assert outcome(Curve("1111", "r", "c", "m", True, flat, pre))[0] == "b"
+    assert plateau({n: {0: float(n)} for n in NS}, NS) is None  # one seed: no plateau judgement
+
+
+def test_f3_within_group_agreement_and_permutation_test():
+    x = np.array([0.1, 0.5, 0.3, 0.9])
+    ys = np.array([[1, 2, 3, 4], [4, 3, 2, 1], [0.2, 0.6, 0.4, 0.8]])
+    assert tau_batch(x, ys) == pytest.approx([stats.kendalltau(x, y).statistic for y in ys])
+    rng = np.random.default_rng(0)
+    curves = []
+    for d in ("1111", "0111", "1011", "1101"):
+        for m, q in zip(("a", "b", "c", "d"), (0.0, 0.05, 0.1, 0.15)):
+            curves.append(make_curve(lambda n, q=q: q, dataset=d, method=m, rng=rng,
+                                     linear=lambda n, q=q: {s: 0.1 + q for s in range(3)}))
+    f = f3(curves)  # the linear probe ranks methods exactly as finetuning: contradicted
+    assert f["verdict"] == "contradicted" and f["summary"]["tau"] == pytest.approx(1.0) and f["summary"]["p"] < 0.01
+    assert f3(curves[:2])["verdict"] == "not measured"
+
+
+def test_f4_single_dataset_not_measured_and_matched_pairs():
+    c = make_curve(lambda n: 0.1)
+    assert f4([c])["verdict"] == "not measured" and "one dataset" in f4([c])["reason"]
+    # Texture on (1xxx) doubles the gain; the other datasets differ from 1111 in one factor each.
+    rng = np.random.default_rng(2)
+    curves = [make_curve(lambda n, g=g: g * (100 / n) ** 0.3, dataset=d, rng=rng)
+              for d, g in (("1111", 0.2), ("0111", 0.05), ("1011", 0.2), ("0011", 0.05), ("1101", 0.2), ("0101", 0.05))]
+    f = f4(curves)
+    t = next(e for e in f["evidence"] if e["factor"] == "T")
+    assert t["pairs"] == 3 and t["ci_low"] > 0
+    assert f["verdict"] == "supported"
+    assert {e["factor"] for e in f["evidence"]} == {"T", "C", "V"}
+
+
+def test_f5_and_all_findings_on_one_backbone():
+    c = make_curve(lambda n: 0.1)
+    assert f5([c])["verdict"] == "not measured"
+    out = findings([c])
+    assert [f["id"] for f in out] == ["F1", "F2", "F3", "F4", "F5"]
+    assert out[1]["verdict"] == "not measured" and out[2]["verdict"] == "not measured"
+    big = make_curve(lambda n: 0.3, backbone="resnet50")
+    small = make_curve(lambda n: 0.02, backbone="resnet9")
+    assert f5([big, small])["verdict"] in ("supported", "inconclusive")
