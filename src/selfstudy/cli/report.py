@@ -11,6 +11,7 @@ _EPILOG = """examples:
   selfstudy report studies/quick                        # writes studies/quick/report.html
   selfstudy report studies/quick/results.sqlite -o /tmp/quick/report.html
   selfstudy report studies/paper --utility paper        # the original code's raw interpolation
+  selfstudy report studies/paper --utility powerlaw     # a fitted curve, may extrapolate (marked ~)
 
 The report works on a study that is still running or was stopped: it uses the finished cells."""
 
@@ -18,17 +19,18 @@ The report works on a study that is still running or was stopped: it uses the fi
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "report", help="write a study's HTML report (+ PNG figures, cells.csv) from its results",
-        description="Build the report of a study from its results database: utility tables, accuracy "
-                    "and utility vs labels, utility by factor, linear probe vs finetuning.",
+        description="Build the report of a study from its results database: summary.json (utility and Δ "
+                    "with paired intervals, the paper's five findings tested, flags) and the HTML and "
+                    "summary.txt rendered from it.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", type=Path, metavar="DB_OR_DIR", help="a study folder or its results.sqlite")
     p.add_argument("-o", "--out", type=Path, default=None,
                    help="the HTML file to write (default: report.html in the study folder)")
     p.add_argument("--all", action="store_true",
                    help="use every finished cell in the database, not only those of the last spec run")
-    p.add_argument("--utility", choices=("isotonic", "paper"), default="isotonic",
+    p.add_argument("--utility", choices=("isotonic", "paper", "powerlaw"), default="isotonic",
                    help="how the scratch curve is read (default: isotonic fit in log labels)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples over seeds (default 1000)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="paired seed-level resamples for U's standard error (default 1000)")
     p.set_defaults(func=run)
 
 
