@@ -159,3 +159,24 @@ def test_transfer_matrix_refuses_a_pair_twice_and_missing_keys():
         transfer_matrices([{"dataset": "1111", "method": "m", "backbone": "b", "task": "t"}])
     with pytest.raises(UserError, match="no utility points"):
         transfer_matrix(POINTS, method="vae", backbone="r9", task="cls", n=100)
+
+
+def test_the_paper_preset_keeps_every_recorded_cell_and_every_preset_validates():
+    from pathlib import Path
+
+    from selfstudy.study.estimate import summary_line
+
+    old = {c.id for c in expand(load_spec(str(Path(__file__).parent / "data" / "paper_recorded.yaml"))).all}
+    new = expand(load_spec("paper"))
+    assert old <= {c.id for c in new.all}
+    assert {c.backbone for c in new.pretrain} == {"resnet9", "resnet50"}
+    assert {c.method for c in new.downstream} == {"scratch", "scratch-cmc", "vae", "rotation", "cmc", "amdim"}
+    counts = {}
+    for name in ("paper", "paper-dense", "paper-transfer", "findings"):
+        plan = expand(load_spec(name))
+        counts[name] = (len(plan.pretrain), len(plan.downstream), len(plan.checks))
+        assert "GPU-hours" in summary_line(plan) and "assumed" in summary_line(plan)
+    assert counts == {"paper": (288, 10368, 432), "paper-dense": (144, 6912, 576),
+                      "paper-transfer": (144, 5400, 0), "findings": (24, 384, 16)}
+    grid = expand(load_spec("paper-transfer"))
+    assert len({(c.pretrained_on, c.dataset) for c in grid.downstream if c.method == "cmc"}) == 144

@@ -127,6 +127,9 @@ def run_cells(args) -> int:
     if args.count:
         print(f"{len(plan)} cells: {len(plan.pretrain)} pretraining, {len(plan.downstream)} downstream"
               + (f", {len(plan.checks)} budget checks" if plan.checks else ""))
+        from selfstudy.study.estimate import summary_line
+
+        print(summary_line(plan))
         for note in plan.notes:
             print(f"note: {note}")
     else:
