@@ -30,7 +30,8 @@ def register(subparsers) -> None:
                    help="use every finished cell in the database, not only those of the last spec run")
     p.add_argument("--utility", choices=("isotonic", "paper", "powerlaw"), default="isotonic",
                    help="how the scratch curve is read (default: isotonic fit in log labels)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="paired seed-level resamples for U's standard error (default 1000)")
+    p.add_argument("--bootstrap", type=int, default=1000,
+                   help="paired seed-level resamples for U's standard error (default 1000)")
     p.set_defaults(func=run)
 
 
