@@ -127,6 +127,11 @@ class Task:
             metrics[self.se_key] = float(se)
         return metrics
 
+    def trivial(self, y: torch.Tensor) -> float | None:
+        """The primary metric of the task's trivial prediction on targets ``y`` of a split: the
+        majority class, the best constant, the all-background map (None where a task has none)."""
+        return None
+
     def metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """Metrics of the head outputs ``out`` against targets ``y`` of a whole split."""
         return self.metrics_from_sums(self.metric_sums(out, y))

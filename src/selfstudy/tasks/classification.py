@@ -74,6 +74,11 @@ class CategoricalTask(Task):
         p = float(sums["correct"]) / n
         return (p * (1.0 - p) / n) ** 0.5
 
+    def trivial(self, y: torch.Tensor) -> float | None:
+        """The majority-class rate of ``y`` (the accuracy of always predicting the commonest class)."""
+        y = y.long().reshape(-1)
+        return float(torch.bincount(y).max()) / len(y) if len(y) else None
+
     def metrics_from_sums(self, sums: Mapping[str, torch.Tensor]) -> dict[str, float]:
         n = float(sums["count"])
         if n == 0:

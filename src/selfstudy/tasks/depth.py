@@ -121,6 +121,17 @@ class Depth(DenseTask):
         err = (depth_from_output(out[:, 0])[keep] - y[keep]).abs()
         return err.sum() / keep.sum().clamp_min(1)
 
+    def trivial(self, y: torch.Tensor) -> float | None:
+        """The AbsRel of the best constant depth on targets ``y`` (N, H, W) metres: the median of the
+        valid depths weighted by 1/depth, which minimises the mean of |c - d| / d."""
+        d = y.float()[valid_pixels(y)].double()
+        if d.numel() == 0:
+            return None
+        d, _ = torch.sort(d)
+        w = torch.cumsum(1.0 / d, 0)
+        c = d[int(torch.searchsorted(w, w[-1] / 2))]
+        return float(((c - d).abs() / d).mean())
+
     def metric_sums(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         out, y = self.align(out, y)
         return depth_error_sums(depth_from_output(out[:, 0]), y)

@@ -74,6 +74,20 @@ class PoseRegression(Task):
         """Squared error summed over the 3 components, mean over the batch."""
         return (out.float() - y).pow(2).sum(-1).mean()
 
+    def trivial(self, y: torch.Tensor) -> float | None:
+        """The mean angular error of the best constant direction on unit targets ``y`` (N, 3): the
+        spherical median, from the mean direction refined by Weiszfeld steps."""
+        y = y.double()
+        if len(y) == 0:
+            return None
+        c = F.normalize(y.mean(0), dim=0) if float(y.mean(0).norm()) > 1e-9 else y[0]
+        best = float(angular_error(c.expand_as(y), y).mean())
+        for _ in range(50):
+            ang = torch.deg2rad(angular_error(c.expand_as(y), y).double()).clamp_min(1e-6)
+            c = F.normalize((y / ang[:, None]).sum(0), dim=0)
+            best = min(best, float(angular_error(c.expand_as(y), y).mean()))
+        return best
+
     def metric_sums(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         err = angular_error(out, y).double()
         return {

@@ -154,6 +154,15 @@ class Segmentation(DenseTask):
         return miou_se(sums["confusion"], sums["unit_tt"], sums["unit_tu"], sums["unit_uu"],
                        float(sums["units"]))
 
+    def trivial(self, y: torch.Tensor) -> float | None:
+        """The mIoU of the all-background map (class 0 everywhere) on targets ``y`` (N, H, W)."""
+        y = y.long()
+        if y.numel() == 0:
+            return None
+        cm = confusion_matrix(torch.zeros_like(y), y, self.num_classes)
+        iou, present = iou_from_confusion(cm)
+        return float(iou[present].mean()) if bool(present.any()) else None
+
     def metrics_from_sums(self, sums: Mapping[str, torch.Tensor]) -> dict[str, float]:
         cm = sums["confusion"]
         n = float(cm.sum())

@@ -476,6 +476,7 @@ def run(ds, task: "str | Task", *, backbone: str | None = None, n_labels: int, s
     primary = task.primary
     resolved["stopped_early"] = selection.stopped_early
     resolved["end_lr"] = trainer.lr  # the rate of the last step: final_lr, whether stopped or not
+    trivial = task.trivial(y_test)  # the trivial prediction's score on the test split (signal guard)
     return {
         "metric": primary,
         "higher_is_better": task.higher_is_better,
@@ -488,7 +489,8 @@ def run(ds, task: "str | Task", *, backbone: str | None = None, n_labels: int, s
         "steps": int(trainer.step),
         "seconds": time.perf_counter() - t_start,
         "metrics": {**prefixed("val", selection.best_metrics), **prefixed("test", test_best),
-                    **prefixed("val_last", last_val), **prefixed("test_last", test_last)},
+                    **prefixed("val_last", last_val), **prefixed("test_last", test_last),
+                    **({"test/trivial": trivial} if trivial is not None else {})},
         "subset_sha": sha,
         # The labeled dataset rows; the study database keeps them once per subset (by sha).
         "subset_indices": ds.indices("train")[pos].tolist(),
