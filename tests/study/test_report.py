@@ -191,3 +191,43 @@ def test_budget_checks_follow_the_metric_direction():
     text = summary_table_text(marked, checks=table)
     assert "budget check (x2 budget): 1 of 2 re-run cell(s) gained more than 0.01 in validation absrel" in text
     assert "scratch n=100 s0: val 0.3 -> 0.25" in text
+
+
+def test_summary_json_is_what_the_html_and_text_render(full_report):
+    import json
+
+    _, result = full_report
+    record = json.loads(result["json"].read_text())
+    assert result["json"].parent == result["html"].parent and result["json"].name == "summary.json"
+    assert [f["id"] for f in record["findings"]] == ["F1", "F2", "F3", "F4", "F5"]
+    assert all(f["verdict"] in ("supported", "contradicted", "inconclusive", "not measured")
+               for f in record["findings"])
+    assert len(record["points"]) == len(result["summary"]) == 32
+    p = next(p for p in record["points"] if (p["dataset"], p["task"], p["method"], p["n"]) ==
+             ("0000", "classification", "simclr", 1000))
+    assert p["kind"] == "value" and p["value"] == pytest.approx(0.5, abs=1e-6) and p["delta"] > 0
+    assert set(record["flags"]) >= {"still_improving_cells", "inconsistent", "not_measurable", "one_seed"}
+    page = result["html"].read_text()
+    assert "Findings" in page and "F1" in page and "Δ" in page and "summary.json" in page
+    assert result["text"].startswith("utility U(n)") and "findings:" in result["text"]
+    assert "t-interval over seeds" in result["text"]
+
+
+def test_chance_level_cells_are_not_measurable_and_one_seed_says_so(tmp_path):
+    # The demo's pose on TCVL: scratch reaches the majority-class rate only, recorded by every cell.
+    def row(method, n, acc):
+        return {"cell_id": f"{method}-{n}", "dataset": "1111", "method": method, "backbone": "resnet9-tiny",
+                "task": "pose", "protocol": "finetune", "n_labels": n, "seed": 0, "status": "done",
+                "metric": "accuracy", "higher_is_better": True, "test": acc, "val": acc, "steps": 10,
+                "metrics": {"test/accuracy": acc, "test/trivial": 0.264}}
+
+    rows = [row("scratch", n, a) for n, a in ((100, 0.22), (300, 0.24), (1000, 0.25), (3000, 0.259))]
+    rows.append(row("rotation", 300, 0.267))
+    result = build_report(rows, tmp_path / "r.html", bootstrap=50)
+    (p,) = result["summary"]
+    assert p["kind"] == "not_measurable" and p["value"] is None and "trivial baseline 0.264" in p["reason"]
+    assert p["trivial"] == pytest.approx(0.264)
+    page = result["html"].read_text()
+    assert "n/m" in page and "trivial baseline 0.264" in page and "≥ 9.00" not in page
+    assert "One seed: there are no intervals" in page and "bootstrap interval" not in page
+    assert "one seed: no intervals" in result["text"] and "[95 %" not in result["text"]
