@@ -86,3 +86,20 @@ def test_a_subcommand_that_fails_to_import_is_an_error(monkeypatch):
     monkeypatch.setattr(cli_main, "SUBCOMMANDS", cli_main.SUBCOMMANDS + ("nosuchcommand",))
     with pytest.raises(ModuleNotFoundError, match="selfstudy.cli.nosuchcommand"):
         cli_main.build_parser()
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("lr=-1", "rotation: lr must be a number > 0, got -1"),
+    ("betas=0.9", "rotation: betas must be two numbers in [0, 1), got 0.9"),
+    ("cutout=maybe", "rotation: cutout must be true or false, got 'maybe'"),
+    ("grad_clip=big", "train config: grad_clip must be a number or empty, got 'big'"),
+    ("optimizer=sgdd", "train config: optimizer='sgdd' is not allowed; allowed: adam"),
+    ("grad_clip=-1", "train config: grad_clip=-1.0 is not allowed"),
+])
+def test_a_bad_method_value_is_refused_before_any_data_is_made(override, fragment, tmp_path, monkeypatch,
+                                                                capsys):
+    monkeypatch.setenv("SELFSTUDY_DATA", str(tmp_path / "data"))
+    err = _fails(["pretrain", "--data", "TCVL", "--method", "rotation", "--out", str(tmp_path / "run"),
+                  override], capsys)
+    assert fragment in err
+    assert not (tmp_path / "data").exists() and not (tmp_path / "run").exists()

@@ -173,6 +173,9 @@ def pretrain(data: str | os.PathLike, method: str, backbone: str, *, res: int | 
         method_over["epochs"] = epochs
     if "steps" in train_over and "epochs" in method_over:
         raise UserError("give epochs or steps, not both")
+    # Refuse bad values now, before any data is rendered or read.
+    METHODS[method].Config.from_overrides(method_over, backbone=backbone, res=res)
+    TrainConfig(**{"epochs": None if "steps" in train_over else 1.0, **train_over}).validate()
     probe_backbone = build_backbone(backbone)  # to validate the resolution before any work
     if res is not None:
         probe_backbone.check_input_res(res)
