@@ -347,3 +347,41 @@ def test_a_database_from_before_transfer_gets_pretrained_on_from_each_cells_own_
     with ResultsDB(path) as db:  # opening again changes nothing
         got = {r["cell_id"]: r["pretrained_on"] for r in db.rows(status=None, kind=None)}
         assert got == {"pre": None, "rot": "0110", "scr": None, "chk": "0110", "x": "1111"}
+
+
+def test_a_database_from_before_the_typed_config_layer_gets_todays_ids(tmp_path):
+    """tests/study/data/grad_clip_int_before_typed_config.sqlite was written by the code before the typed
+    config layer (the smoke preset with ``methods.rotation.overrides.grad_clip=1``; its pretraining cell
+    and one downstream cell done). That code hashed the int as given, so ``grad_clip: 1`` was another cell
+    than ``grad_clip: 1.0``; today both are the float one. Opening the database re-keys the pretraining
+    cell, the cells that load it and the checks that re-run those, keeping their status and results."""
+    import shutil
+    from pathlib import Path
+
+    src = Path(__file__).parent / "data" / "grad_clip_int_before_typed_config.sqlite"
+    path = tmp_path / "results.sqlite"
+    shutil.copy(src, path)
+    # The ids that code gave: with grad_clip=1 as stored, and with grad_clip=1.0 (what they become).
+    old = ["9dbea7911344b8b3", "09db431cbbef5b7c", "c200c08dcba90356", "54c870542219bb65", "0a52c343047e09b7",
+           "40cf22ccd1a8cb7f", "f361db1510a3ea99", "0513c3bd59db2339", "f1234054d6f04a84", "034db1baa55b03e8"]
+    new = ["4b339d5d87b0996f", "09db431cbbef5b7c", "126e4e58bae5e60e", "54c870542219bb65", "0c608f53da4974ab",
+           "40cf22ccd1a8cb7f", "d3736dd31ff0048e", "0513c3bd59db2339", "fd4ab019225a9e8e", "034db1baa55b03e8"]
+    with ResultsDB(path) as db:
+        assert db.get_meta("plan") == new
+        rows = {r["cell_id"]: r for r in db.rows(status=None, kind=None)}
+        assert sorted(rows) == sorted(new)
+        pre = rows["4b339d5d87b0996f"]
+        assert pre["config"]["config"]["train"] == {"grad_clip": 1.0}
+        assert type(pre["config"]["config"]["train"]["grad_clip"]) is float
+        for cid, r in rows.items():
+            assert cell_id(r["config"]) == cid
+            if r["kind"] != "pretrain" and r["method"] != "scratch":
+                assert r["pretrain_id"] == r["config"]["pretrain"] == "4b339d5d87b0996f"
+            if r["kind"] == "check":
+                assert r["check_of"] == r["config"]["check_of"] in rows
+        assert db.statuses([new[0], new[1], new[2]]) == {new[0]: "done", new[1]: "done", new[2]: "pending"}
+        assert rows[new[1]]["test"] == 0.25
+    with ResultsDB(path) as db:  # a second open changes nothing
+        assert sorted(r["cell_id"] for r in db.rows(status=None, kind=None)) == sorted(new)
+    assert set(old) - set(new) == {"9dbea7911344b8b3", "c200c08dcba90356", "0a52c343047e09b7",
+                                   "f361db1510a3ea99", "f1234054d6f04a84"}

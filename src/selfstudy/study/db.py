@@ -36,11 +36,18 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from selfstudy import __version__
 from selfstudy.errors import UserError
+from selfstudy.study.spec import cell_id
 
 DB_NAME = "results.sqlite"
 STATUSES = ("pending", "running", "done", "failed")
 
 #: Columns of the downstream result dict stored as their own columns (the rest stays in ``result``).
+#: Float fields of the training-loop config (``TrainConfig``) that only a pretraining cell's
+#: ``overrides`` set. Before the typed config layer an int given for one of them kept its type in the
+#: cell's config, so ``grad_clip: 1`` and ``grad_clip: 1.0`` were two cells (:meth:`ResultsDB.
+#: _migrate_train_floats`). Frozen: it describes the ids of databases written before.
+_TRAIN_FLOATS = ("eps", "sgd_momentum", "warmup_max_fraction", "grad_clip")
+
 RESULT_COLUMNS = ("metric", "higher_is_better", "val", "test", "val_last", "test_last", "still_improving",
                   "steps", "seconds", "subset_sha")
 
@@ -185,6 +192,56 @@ class ResultsDB:
             cfg = json.loads(r["config"]) if r["config"] else {}
             self._con.execute("UPDATE cells SET check_of=?, budget_factor=? WHERE cell_id=?",
                               (cfg.get("check_of"), _factor(cfg.get("budget_factor")), r["cell_id"]))
+        self._migrate_train_floats()
+
+    def _migrate_train_floats(self) -> None:
+        """Cells whose pretraining config gave an int for a float training-loop field (``grad_clip: 1``)
+        get the id today's spec reader gives them (it converts by type hint, so ``1`` and ``1.0`` are one
+        cell), and so do the cells that load or re-run them; the meta ``plan`` and the budget decisions
+        follow. A row is only re-keyed when its stored id is the hash of its stored config (it was
+        written by the spec reader), and not onto an id the database already holds."""
+        rows = self._con.execute("SELECT cell_id, config FROM cells").fetchall()
+        configs = {r["cell_id"]: json.loads(r["config"]) for r in rows if r["config"]}
+        remap: dict[str, str] = {}
+        for cid, cfg in configs.items():
+            train = (cfg.get("config") or {}).get("train") if cfg.get("kind") == "pretrain" else None
+            if not isinstance(train, dict) or cell_id(cfg) != cid:
+                continue
+            fixed = {k: float(v) if k in _TRAIN_FLOATS and type(v) is int else v for k, v in train.items()}
+            if any(type(fixed[k]) is not type(train[k]) for k in train):
+                cfg["config"]["train"] = fixed
+                remap[cid] = cell_id(cfg)
+        if not remap:
+            return
+        for kind in ("downstream", "check"):  # checks re-run downstream cells: after them
+            for cid, cfg in configs.items():
+                if cfg.get("kind") != kind or cid in remap or cell_id(cfg) != cid:
+                    continue
+                refs = [k for k in ("pretrain", "check_of") if cfg.get(k) in remap]
+                for k in refs:
+                    cfg[k] = remap[cfg[k]]
+                if refs:
+                    remap[cid] = cell_id(cfg)
+        taken, moved = set(configs), {}
+        for old, new in remap.items():
+            if new in taken:
+                continue  # the new-style cell is there already; the old row stays as it was
+            cfg = configs[old]
+            self._con.execute("UPDATE cells SET cell_id=?, config=?, pretrain_id=?, check_of=? WHERE cell_id=?",
+                              (new, json.dumps(cfg, sort_keys=True, default=str), cfg.get("pretrain"),
+                               cfg.get("check_of") if cfg.get("kind") == "check" else None, old))
+            taken.add(new)
+            moved[old] = new
+        for r in self._con.execute("SELECT key, value FROM meta").fetchall():
+            value = _renamed(r["value"], moved)
+            if value != r["value"]:
+                self._con.execute("UPDATE meta SET value=? WHERE key=?", (value, r["key"]))
+        cols = [c["name"] for c in self._con.execute("PRAGMA table_info(budget_decisions)").fetchall()]
+        for r in self._con.execute("SELECT rowid, * FROM budget_decisions").fetchall():
+            new_row = {c: _renamed(r[c], moved) if isinstance(r[c], str) else r[c] for c in cols}
+            if any(new_row[c] != r[c] for c in cols):
+                self._con.execute(f"UPDATE budget_decisions SET {', '.join(f'{c}=?' for c in cols)} WHERE rowid=?",
+                                  (*[new_row[c] for c in cols], r["rowid"]))
 
     def _rebuild_cells(self) -> None:
         """The cells table rebuilt with today's schema (SQLite cannot change a CHECK in place)."""
@@ -419,6 +476,13 @@ def _real(value) -> float | None:
         return None
     v = float(value)
     return v if math.isfinite(v) else None
+
+
+def _renamed(text: str, ids: Mapping[str, str]) -> str:
+    """``text`` with every cell id in ``ids`` replaced by its new id (ids are 16 hex digits)."""
+    for old, new in ids.items():
+        text = text.replace(old, new)
+    return text
 
 
 def _column_value(key: str, value):
