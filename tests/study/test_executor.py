@@ -156,7 +156,7 @@ def test_a_failed_pretraining_in_a_worker_blocks_its_cells(tmp_path, one_thread)
     victim = plan.pretrain[0]
     result = run_study(spec, tmp_path / "s", executor=LocalExecutor(workers=2),
                        cell_fn=FakeCells(tmp_path / "m", die={victim.id}), progress=False, report=False)
-    dependants = {c.id for c in plan.downstream if c.pretrain_id == victim.id}
+    dependants = {c.id for c in plan.downstream + plan.checks if c.pretrain_id == victim.id}
     assert len(result.failed) == 1 + len(dependants) and result.ran == len(plan) - len(dependants)
     with ResultsDB.open(tmp_path / "s") as db:
         assert "died (killed by signal 9)" in db.get(victim.id)["error"]

@@ -34,8 +34,10 @@ SPEC = {
 
 
 def fake_result(cell) -> dict:
-    """A deterministic result from the cell alone: pretrained arms beat scratch, more labels help."""
-    u = int(hashlib.sha256(cell.id.encode()).hexdigest()[:8], 16) / 2**32  # in [0, 1)
+    """A deterministic result from the cell alone: pretrained arms beat scratch, more labels help; a
+    budget check (budget: auto, on by default) scores as its cell did: converged at its first check."""
+    key = cell.config.get("check_of") if cell.kind == "check" else cell.id
+    u = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 2**32  # in [0, 1)
     if cell.kind == "pretrain":
         return {"checkpoint": f"pretrain/{cell.id}/final.pt", "steps": 10, "metrics": {"loss": u}}
     acc = 0.1 + 0.12 * math.log10(cell.n_labels) + (0.15 if cell.method != "scratch" else 0.0) + 0.02 * u
@@ -81,7 +83,8 @@ def test_runs_every_cell_once_and_reports(tmp_path):
     assert result.ok and result.done == result.total == len(plan) == result.ran
     # Pretraining first, each once; every downstream cell once.
     kinds = [c.kind for c in fn.calls]
-    assert kinds == ["pretrain"] * len(plan.pretrain) + ["downstream"] * len(plan.downstream)
+    assert kinds == (["pretrain"] * len(plan.pretrain) + ["downstream"] * len(plan.downstream)
+                     + ["check"] * len(plan.checks))
     assert sorted(c.id for c in fn.calls) == sorted(c.id for c in plan.all)
     with ResultsDB.open(tmp_path / "s") as db:
         rows = db.rows()
@@ -139,7 +142,7 @@ def test_failures_are_recorded_and_retried(tmp_path):
     fn = Recorder(fail={bad_pre.id, bad_down.id})
     out = io.StringIO()
     result = run_study(spec, tmp_path / "s", cell_fn=fn, progress=False, report=False, out=out)
-    dependants = [c for c in plan.downstream if c.pretrain_id == bad_pre.id]
+    dependants = [c for c in plan.downstream + plan.checks if c.pretrain_id == bad_pre.id]
     assert not result.ok and len(result.failed) == 2 + len(dependants)
     called = {c.id for c in fn.calls}
     assert not called & {c.id for c in dependants}  # never run without their checkpoint
@@ -443,9 +446,10 @@ def test_a_multi_object_study_runs_segmentation_end_to_end(tmp_path):
 
 
 def test_budget_checks_run_last_and_flag_cells_that_gain(tmp_path):
-    # Check cells re-run the scratch finetune cells at n=100 (2 tasks x 2 seeds) with twice the budget.
-    # The fake pipeline makes the re-runs of seed 0 better by 0.05 (under budget) and of seed 1 equal
-    # (converged).
+    # Check cells re-run the scratch finetune cells at n=100 (2 tasks x 2 seeds) with twice the budget,
+    # then (budget: auto) again at 4 and 8 times while they gain. The fake pipeline makes every doubling
+    # of seed 0 better by 0.05 (it never converges within the cap of 8) and of seed 1 equal (converged
+    # at its first check).
     spec = spec_from_dict({**SPEC, "budget_check": {"labels": [100], "methods": ["scratch"]}})
     plan = spec.cells()
     assert len(plan.checks) == 4 and {(c.task, c.seed) for c in plan.checks} == \
@@ -457,27 +461,44 @@ def test_budget_checks_run_last_and_flag_cells_that_gain(tmp_path):
             if cell.kind == "check":
                 orig = next(c for c in plan.downstream if c.id == cell.check_of)
                 base = fake_result(orig)
-                bump = 0.05 if cell.seed == 0 else 0.0
-                out = {**base, "val": base["val"] + bump, "test": base["test"] + bump, "steps": 100}
+                bump = 0.05 * math.log2(cell.config["budget_factor"]) if cell.seed == 0 else 0.0
+                out = {**base, "val": base["val"] + bump, "test": base["test"] + bump,
+                       "steps": int(50 * cell.config["budget_factor"])}
             return out
 
     rec = Checks()
     out = io.StringIO()
     result = run_study(spec, tmp_path / "s", cell_fn=rec, progress=False, out=out)
-    assert result.ok and result.total == len(plan) == len(plan.pretrain) + len(plan.downstream) + 4
+    # 4 first checks, then x4 and x8 for the 2 cells of seed 0
+    assert result.ok and result.total == len(plan) + 4 == len(plan.pretrain) + len(plan.downstream) + 8
     kinds = [c.kind for c in rec.calls]
-    assert kinds[-4:] == ["check"] * 4 and "check" not in kinds[:-4]  # checks run last
+    assert kinds[-8:] == ["check"] * 8 and "check" not in kinds[:-8]  # checks run last
+    assert [c.config["budget_factor"] for c in rec.calls[-4:]] == [4.0, 4.0, 8.0, 8.0]
     text = out.getvalue()
-    assert "budget check (x2 budget): 2 of 4 re-run cell(s) gained more than 0.01" in text
+    assert "budget check (x2 budget): 6 of 8 re-run cell(s) gained more than 0.01" in text
     assert "scratch n=100 s0: val" in text
     with ResultsDB.open(tmp_path / "s") as db:
-        assert len(db.rows(kind="check")) == 4 and len(db.rows()) == len(plan.downstream)
+        assert len(db.rows(kind="check")) == 8 and len(db.rows()) == len(plan.downstream)
+        decisions = db.budget_decisions()
+        assert sorted(d["status"] for d in decisions.values()) == ["converged"] * 2 + ["not_converged"] * 2
+        for cid, d in decisions.items():
+            cell = next(c for c in plan.downstream if c.id == cid)
+            assert (d["counted_factor"], len(d["attempts"])) == ((8.0, 4) if cell.seed == 0 else (1.0, 2))
     page = (tmp_path / "s" / "report.html").read_text()
-    assert "<h2 id='budget'>Budget check</h2>" in page and "<b>2 of 4</b> gained more" in page
+    assert "<h2 id='budget'>Budget check</h2>" in page and "<b>6 of 8</b> gained more" in page
     assert "under budget" in page and "converged" in page
-    # The utilities at n=100 lean on the under-budget scratch cell: flagged.
+    # The utilities at n=100 lean on the scratch cells that did not converge within the cap: flagged.
     summary = (tmp_path / "s" / "summary.txt").read_text()
     assert "gained at a larger budget" in summary
-    # A rerun runs nothing, checks included.
+    # A rerun runs nothing, the doublings included; a study that lost its last doubling's row runs
+    # only that one again.
     again = run_study(spec, tmp_path / "s", cell_fn=rec, progress=False, out=io.StringIO())
-    assert again.ran == 0
+    assert again.ran == 0 and again.total == result.total
+    last = rec.calls[-1]
+    con = sqlite3.connect(tmp_path / "s" / "results.sqlite")
+    with con:
+        con.execute("DELETE FROM cells WHERE cell_id=?", (last.id,))
+    con.close()
+    rec2 = Checks()
+    run_study(spec, tmp_path / "s", cell_fn=rec2, progress=False, out=io.StringIO())
+    assert [c.id for c in rec2.calls] == [last.id]

@@ -290,3 +290,62 @@ def decision_record(row: Mapping, checks: Sequence[Mapping], settings: Mapping[s
             "tolerance": d.tolerance,
             "attempts": [{"cell_id": a.get("cell_id"), "factor": attempt_of(a).factor, "val": a.get("val"),
                           "val_se": val_se(a)} for a in (row, *checks)]}
+
+
+# --- a study's attempts (the runner's phase that schedules check cells) ---------------------------
+
+
+def _checked_rows(spec, plan, db) -> tuple[list, dict[str, Mapping], dict[str, list[Mapping]]]:
+    """``(checked downstream cells of the plan, their done rows by id, done check rows by check_of)``."""
+    from selfstudy.study.spec import is_checked
+
+    cells = [c for c in plan.downstream if is_checked(c, spec.budget_check)]
+    rows = {r["cell_id"]: r for r in db.rows(status="done", kind="downstream", cell_ids=[c.id for c in cells])}
+    checks: dict[str, list[Mapping]] = {}
+    for r in db.rows(status="done", kind="check", cell_ids=[c.id for c in plan.checks]):
+        checks.setdefault(r.get("check_of") or (r.get("config") or {}).get("check_of"), []).append(r)
+    return cells, rows, checks
+
+
+def next_attempts(spec, plan, db) -> list:
+    """The check cells ``budget: auto`` asks for next and the plan does not hold yet: for every checked
+    finetune cell whose finished attempts end in a gain above the tolerance with room under the cap,
+    the cell at the next doubling (:func:`selfstudy.study.spec.check_cell`). Cells whose attempts are
+    still missing or failed ask for nothing new (their cells are in the plan already). Empty unless the
+    spec's ``budget_check.mode`` is ``auto``."""
+    from selfstudy.study.spec import check_cell, checks_on
+
+    settings = spec.budget_check
+    if not checks_on(settings) or settings.get("mode", "auto") != "auto":
+        return []
+    known = {c.id for c in plan.all}
+    cells, rows, checks = _checked_rows(spec, plan, db)
+    out = []
+    for c in cells:
+        if c.id not in rows:
+            continue
+        d = decide_row(rows[c.id], checks.get(c.id, []), settings)
+        if d.status == "run":
+            nxt = check_cell(c, d.next_factor)
+            if nxt.id not in known:
+                out.append(nxt)
+                known.add(nxt.id)
+    return out
+
+
+def record_decisions(spec, plan, db) -> int:
+    """Store the decision of every checked finetune cell with finished attempts in the results database
+    (:meth:`~selfstudy.study.db.ResultsDB.record_budget`): which attempt counts, and why. Returns how
+    many cells it recorded."""
+    from selfstudy.study.spec import checks_on
+
+    if not checks_on(spec.budget_check):
+        return 0
+    cells, rows, checks = _checked_rows(spec, plan, db)
+    n = 0
+    for c in cells:
+        if c.id in rows and checks.get(c.id):
+            db.record_budget(c.id, decision_record(rows[c.id], sorted(checks[c.id], key=lambda r: attempt_of(r).factor),
+                                                   spec.budget_check))
+            n += 1
+    return n
