@@ -143,7 +143,8 @@ def test_presets_load_and_overrides_apply(tmp_path):
 
     assert paper.datasets.factors == PAPER_DATASETS
     assert paper.labels == (100, 250, 1000, 4000, 20000, 50000, 100000, 200000)
-    assert [m.name for m in paper.methods] == ["scratch", "vae", "rotation", "cmc", "amdim"]
+    assert [m.name for m in paper.methods] == ["scratch", "scratch-cmc", "vae", "rotation", "cmc", "amdim"]
+    assert paper.backbones == ("resnet9", "resnet50")
     f = tmp_path / "s.yaml"
     f.write_text(yaml.safe_dump(_raw(methods=["scratch", "rotation"])))
     assert load_spec(f, ["methods.rotation.epochs=4"]).method("rotation").epochs == 4
@@ -286,10 +287,11 @@ def test_budget_check_seeds_and_the_paper_preset():
     paper = load_spec("paper")
     assert paper.budget_check == {"mode": "auto", "factor": 2.0, "cap": 8.0, "labels": [1000, 20000],
                                   "seeds": [0], "tolerance": None, "noise_k": 1.0,
-                                  "methods": ["scratch", "vae", "rotation", "cmc", "amdim"]}
+                                  "methods": ["scratch", "scratch-cmc", "vae", "rotation", "cmc", "amdim"]}
     checks = paper.cells().checks
-    # 12 datasets x 5 arms classification + 6 V=1 datasets x 5 arms pose, at 2 label counts, seed 0
-    assert len(checks) == (12 + 6) * 5 * 2
+    # 12 datasets x 6 arms classification + 6 V=1 datasets x 6 arms pose, at 2 label counts, seed 0,
+    # for each of the 2 backbones
+    assert len(checks) == (12 + 6) * 6 * 2 * 2
 
 
 def test_split_sizes_come_from_the_generator_rule():

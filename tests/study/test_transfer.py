@@ -180,3 +180,61 @@ def test_the_paper_preset_keeps_every_recorded_cell_and_every_preset_validates()
                       "paper-transfer": (144, 5400, 0), "findings": (24, 384, 16)}
     grid = expand(load_spec("paper-transfer"))
     assert len({(c.pretrained_on, c.dataset) for c in grid.downstream if c.method == "cmc"}) == 144
+
+
+BLOCKS = """
+name: four
+datasets:
+  - {factors: [TCVL, '0000'], n: 600, res: 32, models_per_class: 12, tasks: [classification, pose]}
+  - {factors: [TCVL], n: 400, res: 64, models_per_class: 12, multi: true, tasks: [segmentation, depth]}
+methods: {scratch: {}, rotation: {epochs: 1}}
+backbones: [resnet9-tiny]
+protocols: [finetune]
+labels: [20, 100]
+budget_check: off
+"""
+
+
+def test_dataset_blocks_give_each_task_its_scene_type_and_resolution(tmp_path):
+    p = tmp_path / "four.yaml"
+    p.write_text(BLOCKS)
+    spec = load_spec(p)
+    assert spec.tasks == ("classification", "pose", "segmentation", "depth")
+    assert [(b.res, b.multi, b.tasks) for b in spec.data_blocks] == [
+        (32, False, ("classification", "pose")), (64, True, ("segmentation", "depth"))]
+    plan = expand(spec)
+    assert set(plan.datasets) == {"1111", "0000", "1111#1"}
+    assert plan.datasets["1111#1"]["res"] == 64 and plan.datasets["1111#1"]["multi"] is True
+    tasks = {(c.data_key, c.task) for c in plan.downstream}
+    assert tasks == {("1111", "classification"), ("1111", "pose"), ("0000", "classification"),
+                     ("1111#1", "segmentation"), ("1111#1", "depth")}  # no pose on the fixed-view 0000
+    assert all(c.dataset in ("1111", "0000") for c in plan.all)
+    dense = [c for c in plan.downstream if c.task == "depth" and c.method == "rotation"]
+    pre = {c.id: c for c in plan.pretrain}[dense[0].pretrain_id]
+    assert pre.block == 1 and pre.config["dataset"]["res"] == 64 and spec.block(pre).res == 64
+    assert spec.dataset_config("1111#1").multi and not spec.dataset_config("1111").multi
+    # 3 datasets x 1 SSL method pretrained; (2 + 1 + 2) task-datasets x 2 labels x 2 arms
+    assert (len(plan.pretrain), len(plan.downstream)) == (3, 20)
+    again = load_spec(p).to_dict()
+    assert [c.id for c in expand(load_spec(p)).all] == [c.id for c in plan.all]
+    assert again["datasets"][1]["tasks"] == ["segmentation", "depth"]
+    # The first block alone is the study it was as a single mapping: the same ids.
+    single = tmp_path / "single.yaml"
+    single.write_text(BLOCKS.replace("  - {factors: [TCVL], n: 400, res: 64, models_per_class: 12, multi: true, "
+                                     "tasks: [segmentation, depth]}\n", "").replace(
+        "  - {factors: [TCVL, '0000'], n: 600, res: 32, models_per_class: 12, tasks: [classification, pose]}",
+        "  {factors: [TCVL, '0000'], n: 600, res: 32, models_per_class: 12}") + "tasks: [classification, pose]\n")
+    one = {c.id for c in expand(load_spec(single)).all}
+    assert one == {c.id for c in plan.all if c.block == 0}
+
+
+def test_a_task_on_one_dataset_in_two_blocks_is_refused(tmp_path):
+    p = tmp_path / "two.yaml"
+    p.write_text(BLOCKS.replace("tasks: [segmentation, depth]", "tasks: [segmentation, classification]")
+                 .replace("multi: true, ", ""))
+    with pytest.raises(UserError, match="task classification would run on dataset TCVL in datasets\\[0\\] and "
+                                        "datasets\\[1\\]"):
+        load_spec(p)
+    p.write_text(BLOCKS.replace("tasks: [segmentation, depth]", "tasks: [segmentation, depht]"))
+    with pytest.raises(UserError, match="datasets\\[1\\]"):
+        load_spec(p)

@@ -34,11 +34,11 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 import yaml
 
+from selfstudy.core.constants import BUDGET_CHECK_TOLERANCE
 from selfstudy.core.device import resolve_device
 from selfstudy.core.io import atomic_write_text
 from selfstudy.errors import UserError
 from selfstudy.factors import Factors
-from selfstudy.study import autobudget
 from selfstudy.study.db import DB_NAME, ResultsDB, git_commit
 from selfstudy.study.executor import (Executor, InProcessExecutor, LocalExecutor, choose_executor,
                                       make_executor)
@@ -152,22 +152,15 @@ def run_study(spec: Spec, study_dir: str | os.PathLike, executor: Executor | str
                 if prepare is not None:
                     prepare(plan, progress)
             timed = _Timed(cell_fn, threads)
-            # Pretraining first (each unblocks many cells), then downstream cells, budget checks last;
-            # then, with budget: auto, round by round the next doubling of every check that still gained.
-            batch = todo_pre + todo_down
-            while True:
-                for cell, outcome, wall in _schedule(executor, timed, batch, db, show):
-                    if isinstance(outcome, _Blocked):  # its pretraining failed: it cannot run
-                        db.fail(cell.id, outcome.message)
-                        failed.append((cell.label, outcome.message))
-                        show.finish(cell, None, ok=False, message=outcome.message)
-                        continue
-                    ran += 1
-                    _record(db, cell, outcome, wall, failed, show)
-                batch = _next_attempts(spec, plan, db, show)
-                if not batch:
-                    break
-            autobudget.record_decisions(spec, plan, db)
+            # Pretraining first (each unblocks many cells), then downstream cells, budget checks last.
+            for cell, outcome, wall in _schedule(executor, timed, todo_pre + todo_down, db, show):
+                if isinstance(outcome, _Blocked):  # its pretraining failed: it cannot run
+                    db.fail(cell.id, outcome.message)
+                    failed.append((cell.label, outcome.message))
+                    show.finish(cell, None, ok=False, message=outcome.message)
+                    continue
+                ran += 1
+                _record(db, cell, outcome, wall, failed, show)
         finally:
             show.close()
             # Cells this process had started and not finished (Ctrl-C) are not running any more.
@@ -199,47 +192,20 @@ def run_study(spec: Spec, study_dir: str | os.PathLike, executor: Executor | str
         return result
 
 
-def _next_attempts(spec: Spec, plan: Plan, db: ResultsDB, show: "_Progress") -> list[Cell]:
-    """``budget: auto``'s next round: the check cells at the next doubling of every checked cell that
-    still gained (:func:`selfstudy.study.autobudget.next_attempts`), added to the plan, the database and
-    the progress; those an earlier run finished are taken as they are, and the round after them is
-    looked for at once. Returns the cells to run (empty: every checked cell is decided)."""
-    while True:
-        new = autobudget.next_attempts(spec, plan, db)
-        if not new:
-            return []
-        plan.checks.extend(new)
-        db.add_cells(new)
-        db.set_meta("plan", [c.id for c in plan.all])
-        status = db.statuses(c.id for c in new)
-        todo = [c for c in new if status.get(c.id) != "done"]
-        show.total += len(new)
-        show.done += len(new) - len(todo)
-        if show.bar is not None:
-            show.bar.total = show.total
-        if todo:
-            show.plan(todo)
-            factors = sorted({c.config["budget_factor"] for c in todo})
-            show.say(f"budget auto: {len(todo)} cell(s) still gained at their last check: running them at "
-                     + "/".join(f"x{f:g}" for f in factors) + " (a doubled budget restarts training)")
-            return todo
-
-
 def write_report(rows: list[dict], folder: Path, spec: dict | None, meta: dict | None,
                  out_html: Path | None = None, checks: list[dict] | None = None, *,
                  utility_method: str = "isotonic", bootstrap: int = 1000) -> tuple[Path | None, str]:
     """Write ``report.html`` (+ figures, ``cells.csv``) and ``summary.txt`` beside it for finished
-    downstream rows (and the budget-check rows that re-ran some of them: every checked row takes the
-    numbers of its attempt that counts and the flags ``budget_status``, ``not_converged_within_cap``,
-    ``under_budget``, see :func:`selfstudy.study.autobudget.resolve_rows`); ``utility_method`` and
-    ``bootstrap`` go to the analysis. Returns (report path or None when there are no rows, summary
-    text)."""
-    from selfstudy.study.report import build_report, summary_table_text
+    downstream rows (and the budget-check rows that re-ran some of them, see
+    :func:`selfstudy.study.report.apply_budget_checks`); ``utility_method`` and ``bootstrap`` go to the
+    analysis. Returns (report path or None when there are no rows, summary text)."""
+    from selfstudy.study.report import apply_budget_checks, build_report, summary_table_text
 
     folder = Path(folder)
     if not rows:
         return None, "no finished downstream cells yet: nothing to report"
-    rows, check_table = autobudget.resolve_rows(rows, checks or [], (spec or {}).get("budget_check") or {})
+    tolerance = ((spec or {}).get("budget_check") or {}).get("tolerance", BUDGET_CHECK_TOLERANCE)
+    rows, check_table = apply_budget_checks(rows, checks or [], tolerance)
     summary = summary_table_text(rows, utility_method=utility_method, bootstrap=bootstrap, checks=check_table)
     out_html = Path(out_html) if out_html is not None else folder / REPORT_NAME
     built = build_report(rows, out_html, spec, meta, utility_method=utility_method, bootstrap=bootstrap,
@@ -571,7 +537,7 @@ class PipelineCells:
         from selfstudy.data.generate import ensure_dataset
 
         for bits in plan.datasets:
-            cfg = self.spec.datasets.config(bits)
+            cfg = self.spec.dataset_config(bits)  # bits, or bits#i in dataset block i
             path = ensure_dataset(cfg, root=self.data_root, progress=progress)
             self.data_paths[bits] = str(Path(path).resolve())
 
@@ -579,8 +545,8 @@ class PipelineCells:
         return self.study_dir / "pretrain" / pretrain_id / "final.pt"
 
     def __call__(self, cell: Cell) -> dict:
-        if cell.dataset not in self.data_paths:
-            self.prepare_one(cell.dataset)
+        if cell.data_key not in self.data_paths:
+            self.prepare_one(cell.data_key)
         if cell.kind == "pretrain":
             return self._pretrain(cell)
         return self._downstream(cell)
@@ -588,7 +554,7 @@ class PipelineCells:
     def prepare_one(self, bits: str) -> None:
         from selfstudy.data.generate import ensure_dataset
 
-        path = ensure_dataset(self.spec.datasets.config(bits), root=self.data_root, progress=False)
+        path = ensure_dataset(self.spec.dataset_config(bits), root=self.data_root, progress=False)
         self.data_paths[bits] = str(Path(path).resolve())
 
     def _pretrain(self, cell: Cell) -> dict:
@@ -601,7 +567,7 @@ class PipelineCells:
         final = out / "final.pt"
         t = time.perf_counter()
         if not final.is_file():
-            final = Path(pretrain(self.data_paths[cell.dataset], cell.method, cell.backbone, res=spec.datasets.res, epochs=m.epochs,
+            final = Path(pretrain(self.data_paths[cell.data_key], cell.method, cell.backbone, res=spec.block(cell).res, epochs=m.epochs,
                                   out=out, seed=cell.seed, overrides=dict(m.overrides), space=spec.space,
                                   device=resolve_device(spec.device), precision=spec.precision,
                                   channels_last=spec.channels_last, progress=self.progress))
@@ -621,7 +587,7 @@ class PipelineCells:
         from selfstudy.data.store import open_dataset
 
         spec = self.spec
-        ds = open_dataset(self.data_paths[cell.dataset])
+        ds = open_dataset(self.data_paths[cell.data_key])
         init = None if cell.pretrain_id is None else str(self.checkpoint(cell.pretrain_id))
         if cell.config.get("arch"):  # scratch on another method's architecture (study.baselines)
             from selfstudy.study.baselines import scratch_init

@@ -23,6 +23,14 @@ the study's ``factors`` or not) and finetunes each of them on every dataset of `
 names the dataset its checkpoint saw; its config (so its id) carries ``pretrained_on`` only where that
 differs from the finetuning dataset, so a study without transfer keeps its cell ids.
 
+**Dataset blocks** (one study, all four tasks): ``datasets`` may be a list of blocks, each a mapping
+with the keys above and its own scene type and resolution, and optionally ``tasks`` (the study's tasks
+that run on it; default all of them that its data has labels for), e.g. single-object 64 px blocks for
+classification and pose beside four-object 128 px ones for segmentation and depth. A cell's dataset is
+its factor bits in every block (the report keys on it); a task may run on a factor string in one
+block only, so the report's groups stay one per (dataset, backbone, task). The cells of block ``i > 0``
+keep their data under the key ``bits#i`` (:attr:`Cell.data_key`, :attr:`Plan.datasets`).
+
 **Per-backbone budgets**: a protocol section may hold a mapping per backbone name over its shared
 options, e.g. ``finetune: {batch_size: 128, resnet50: {batch_size: 64, max_steps: 20000}}``; each cell's
 budget is the merged one (a cell whose backbone has no entry gets the shared options, as before).
@@ -72,6 +80,7 @@ decay flattened before it had learned what it could.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -103,7 +112,7 @@ TOP_KEYS = ("name", "datasets", "methods", "backbones", "tasks", "protocols", "l
 BUDGET_CHECK_KEYS = ("mode", "factor", "cap", "labels", "methods", "seeds", "tolerance", "noise_k")
 #: The finetune budget fields a budget check multiplies by its factor.
 SCALED_BUDGET_FIELDS = ("epochs", "min_steps", "max_steps")
-DATASET_KEYS = ("factors", "n", "res", "models_per_class", "seed", "multi", "pretrain_on")
+DATASET_KEYS = ("factors", "n", "res", "models_per_class", "seed", "multi", "pretrain_on", "tasks")
 #: Scratch arms on another method's architecture: name -> the SSL method whose encoder it trains
 #: from a fresh initialisation.
 SCRATCH_ARCHS = {"scratch-cmc": "cmc"}
@@ -146,6 +155,8 @@ class DataSpec(Config):
     seed: int = option(0, ge=0, allowed=_WHOLE.format(0))
     multi: bool = False
     pretrain_on: tuple[str, ...] = ()
+    #: in a list of dataset blocks: the study's tasks that run on this block (empty: all of them)
+    tasks: tuple[str, ...] = ()
 
     def config(self, factors: str) -> DatasetConfig:
         """The :class:`selfstudy.data.generate.DatasetConfig` of the dataset with these factors."""
@@ -232,6 +243,23 @@ class Spec(Config):
     channels_last: bool = True
     space: str = option("rgb", choices=SPACES, style="choice", allowed=", ".join(SPACES))
     budget_check: Mapping[str, Any] = field(default_factory=dict)
+    #: the dataset blocks when ``datasets`` is a list (``datasets`` is then the first); empty: one block
+    blocks: tuple[DataSpec, ...] = ()
+
+    @property
+    def data_blocks(self) -> tuple[DataSpec, ...]:
+        """Every dataset block (one unless ``datasets`` was given as a list)."""
+        return self.blocks or (self.datasets,)
+
+    def block(self, cell: "Cell") -> DataSpec:
+        """The dataset block of ``cell``."""
+        return self.data_blocks[cell.block]
+
+    def dataset_config(self, key: str) -> DatasetConfig:
+        """The generation config of the dataset under ``key`` of :attr:`Plan.datasets` (``bits`` or
+        ``bits#i`` for block ``i``)."""
+        bits, _, i = key.partition("#")
+        return self.data_blocks[int(i or 0)].config(bits)
 
     def method(self, name: str) -> MethodSpec:
         return next(m for m in self.methods if m.name == name)
@@ -252,10 +280,24 @@ class Spec(Config):
             "methods": {m.name: ({} if m.is_scratch else {"epochs": m.epochs, "overrides": dict(m.overrides)})
                         for m in self.methods},
         }
+        if self.blocks:
+            d["datasets"] = self._blocks_dict()
         for key in TOP_KEYS[3:]:
             v = getattr(self, key)
             d[key] = list(v) if isinstance(v, tuple) else (dict(v) if isinstance(v, Mapping) else v)
         return d
+
+    def _blocks_dict(self) -> list[dict]:
+        out = []
+        for b in self.blocks:
+            d = {"factors": list(b.factors), "n": b.n, "res": b.res, "models_per_class": b.models_per_class,
+                 "seed": b.seed, "multi": b.multi}
+            if b.pretrain_on:
+                d["pretrain_on"] = list(b.pretrain_on)
+            if b.tasks:
+                d["tasks"] = list(b.tasks)
+            out.append(d)
+        return out
 
     def cells(self) -> "Plan":
         """Expand into cells (see :func:`expand`)."""
@@ -314,11 +356,16 @@ def spec_from_dict(raw: Mapping, where: str = "study spec") -> Spec:
     if raw.get("name") is None:
         raise UserError(f"{where}: 'name' is missing: give the study a name (letters, digits, '_', '-', '.')")
 
-    datasets = _data_spec(raw.get("datasets"), where)
+    blocks = _data_blocks(raw.get("datasets"), where)
+    datasets = blocks[0] if blocks else _data_spec(raw.get("datasets"), where)
     methods = _methods(raw.get("methods"), where)
     backbones = _names(raw.get("backbones", Spec.backbones), "backbones", where, list(BACKBONES))
-    _check_methods(methods, backbones, datasets.res, where)
-    tasks = _tasks(raw.get("tasks", Spec.tasks), where)
+    for b in (blocks or (datasets,)):
+        _check_methods(methods, backbones, b.res, where)
+    tasks = _tasks(raw.get("tasks", _block_tasks_default(raw.get("datasets"))), where)
+    blocks = _resolve_block_tasks(blocks, tasks, where)
+    if blocks:
+        datasets = blocks[0]
     protocols = _names(raw.get("protocols", Spec.protocols), "protocols", where, PROTOCOLS)
     labels = _labels(raw.get("labels", Spec.labels), where)
     seeds = _seeds(raw.get("seeds", Spec.seeds), where)
@@ -339,13 +386,14 @@ def spec_from_dict(raw: Mapping, where: str = "study spec") -> Spec:
     scalars = {k: raw[k] for k in ("name", "device", "precision", "channels_last", "space") if k in raw}
     spec = load(Spec, {**scalars, "datasets": datasets, "methods": methods, "backbones": backbones,
                        "tasks": tasks, "protocols": protocols, "labels": labels, "seeds": seeds,
-                       "budget_check": check, **options}, where=where)
+                       "budget_check": check, "blocks": blocks, **options}, where=where)
 
     if spec.precision == "fp16" and spec.device == "cpu":
         raise UserError(f"{where}: precision fp16 needs a CUDA device, but device is cpu; allowed on a "
                         f"CPU: fp32 or bf16")
-    _check_resolution(backbones, datasets.res, where)
-    _check_labels(spec, where)
+    for i, b in enumerate(spec.data_blocks):
+        _check_resolution(backbones, b.res, where if not blocks else f"{where}: datasets[{i}]")
+        _check_labels(dataclasses.replace(spec, datasets=b), where if not blocks else f"{where}: datasets[{i}]")
     return spec
 
 
@@ -368,7 +416,8 @@ def _normalise(raw: dict) -> dict:
                                 f"got {m!r}")
         raw["methods"] = out
     datasets = raw.get("datasets")
-    if isinstance(datasets, (str, list)):
+    if isinstance(datasets, str) or (isinstance(datasets, list)
+                                     and not any(isinstance(d, Mapping) for d in datasets)):
         raw["datasets"] = {"factors": datasets}
     return raw
 
@@ -399,6 +448,7 @@ class Cell:
     n_labels: int | None = None
     pretrain_id: str | None = None
     pretrained_on: str | None = None
+    block: int = 0
     config: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
@@ -411,6 +461,12 @@ class Cell:
         if self.pretrained_on is not None and self.pretrained_on != self.dataset:
             head += f" (pretrained on {Factors.parse(self.pretrained_on).letters})"
         return f"{head} {self.task} {self.protocol} n={self.n_labels}{tail}"
+
+    @property
+    def data_key(self) -> str:
+        """The key of the cell's dataset in :attr:`Plan.datasets`: its factor bits, ``bits#i`` in
+        dataset block ``i > 0``."""
+        return self.dataset if self.block == 0 else f"{self.dataset}#{self.block}"
 
     @property
     def timing_key(self) -> str:
@@ -455,6 +511,26 @@ def cell_id(config: Mapping) -> str:
 
 
 def expand(spec: Spec) -> Plan:
+    """All cells of ``spec`` (see :func:`_expand_block`): with dataset blocks, each block's cells in
+    turn (pretraining cells of every block first), its datasets under ``bits`` (block 0) or ``bits#i``."""
+    if not spec.blocks:
+        return _expand_block(spec)
+    pre, down, checks, notes, data = [], [], [], [], {}
+    for i, b in enumerate(spec.blocks):
+        sub = dataclasses.replace(spec, datasets=b, blocks=(), tasks=b.tasks or spec.tasks)
+        try:
+            plan = _expand_block(sub)
+        except UserError as e:
+            raise UserError(f"study {spec.name}: datasets[{i}]: {str(e).split(': ', 1)[-1]}") from None
+        data.update({(k if i == 0 else f"{k}#{i}"): v for k, v in plan.datasets.items()})
+        pre += [dataclasses.replace(c, block=i) for c in plan.pretrain]
+        down += [dataclasses.replace(c, block=i) for c in plan.downstream]
+        checks += [dataclasses.replace(c, block=i) for c in plan.checks]
+        notes += plan.notes
+    return Plan(pretrain=pre, downstream=down, datasets=data, notes=list(dict.fromkeys(notes)), checks=checks)
+
+
+def _expand_block(spec: Spec) -> Plan:
     """All cells of ``spec``: one pretraining cell per (dataset, SSL method, backbone, seed), reused by
     every downstream cell of that combination, then the downstream grid (see the module docstring).
 
@@ -911,3 +987,58 @@ def protocol_options(options: Mapping[str, Any], backbone: str | None) -> dict:
     shared = {k: v for k, v in options.items() if k not in BACKBONES}
     own = options.get(backbone) if backbone is not None else None
     return {**shared, **(dict(own) if isinstance(own, Mapping) else {})}
+
+
+# --- dataset blocks -------------------------------------------------------------------------------
+
+
+def _data_blocks(raw, where: str) -> tuple[DataSpec, ...]:
+    """``datasets`` given as a list of blocks, each read as one ``datasets`` mapping (``()``: not a
+    list of blocks)."""
+    if not isinstance(raw, list) or not any(isinstance(d, Mapping) for d in raw):
+        return ()
+    out = []
+    for i, block in enumerate(raw):
+        if not isinstance(block, Mapping):
+            raise UserError(f"{where}: datasets[{i}] must be a mapping like {{factors: [TCVL], res: 64}} (a "
+                            f"list of datasets is all blocks or all factor strings), got {block!r}")
+        block = dict(block)
+        tasks = block.pop("tasks", None)
+        data = _data_spec(block, f"{where}: datasets[{i}]")
+        if tasks is not None:
+            data = dataclasses.replace(data, tasks=_tasks(tasks, f"{where}: datasets[{i}]"))
+        out.append(data)
+    return tuple(out)
+
+
+def _block_tasks_default(raw):
+    """The study's tasks when it gives none: every block's tasks in order (else :attr:`Spec.tasks`)."""
+    if isinstance(raw, list) and raw and all(isinstance(d, Mapping) and d.get("tasks") for d in raw):
+        out = []
+        for d in raw:
+            for t in ([d["tasks"]] if isinstance(d["tasks"], str) else d["tasks"]):
+                out.append(t)
+        return list(dict.fromkeys(out))
+    return Spec.tasks
+
+
+def _resolve_block_tasks(blocks: tuple[DataSpec, ...], tasks: tuple[str, ...],
+                         where: str) -> tuple[DataSpec, ...]:
+    """Every block's tasks are the study's (canonical spelling), and a task runs on a factor string in
+    one block only (the report keys on dataset, backbone and task)."""
+    owner: dict[tuple[str, str], int] = {}
+    for i, b in enumerate(blocks):
+        for t in b.tasks:
+            if t not in tasks:
+                raise UserError(f"{where}: datasets[{i}].tasks has {t!r}, which is not among the study's "
+                                f"tasks; allowed: {', '.join(tasks)}")
+        for t in (b.tasks or tasks):
+            for f in b.factors:
+                if _task_unavailable(t, f, b.multi):
+                    continue
+                j = owner.setdefault((f, t), i)
+                if j != i:
+                    raise UserError(f"{where}: task {t} would run on dataset {Factors.parse(f).letters} in datasets[{j}] "
+                                    f"and datasets[{i}]; give each block its own tasks (datasets[i].tasks) so a "
+                                    f"task runs on a dataset once")
+    return blocks
