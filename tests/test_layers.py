@@ -44,8 +44,12 @@ def _package(module: str) -> str:
     return ".".join(module.split(".")[:2])
 
 
+MODULES = {_module_name(p) for p in (SRC / "selfstudy").rglob("*.py")}
+
+
 def _imports():
-    """``(importer, imported, at_module_level)`` for every import of a project module."""
+    """``(importer, imported, at_module_level)`` for every import of a project module;
+    ``from package import name`` imports the submodule when ``name`` is one."""
     out = []
     for path in sorted((SRC / "selfstudy").rglob("*.py")):
         me = _module_name(path)
@@ -62,9 +66,11 @@ def _imports():
                 if node.level:
                     base = me.split(".") if path.name == "__init__.py" else me.split(".")[:-1]
                     base = base[:len(base) - node.level + 1]
-                    names = [".".join(base + ([node.module] if node.module else []))]
+                    module = ".".join(base + ([node.module] if node.module else []))
                 else:
-                    names = [node.module]
+                    module = node.module
+                subs = [f"{module}.{a.name}" for a in node.names if f"{module}.{a.name}" in MODULES]
+                names = subs if len(subs) == len(node.names) else [module, *subs]
             else:
                 continue
             out += [(me, name, id(node) in top) for name in names if name.split(".")[0] == "selfstudy"]

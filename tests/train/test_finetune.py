@@ -11,7 +11,8 @@ from selfstudy.data.store import Dataset, DatasetWriter
 from selfstudy.errors import UserError
 from selfstudy.models import build_backbone
 from selfstudy.train.checkpoint import save_checkpoint
-from selfstudy.train.finetune import Budget, run, still_improving
+from selfstudy.train.finetune import Budget, run
+from selfstudy.train.selection import still_improving
 
 
 def make_dataset(path, n=300, res=16, factors="1111", seed=0):

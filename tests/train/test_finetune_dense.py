@@ -7,11 +7,13 @@ import pytest
 import torch
 
 import selfstudy.data.augment as augment
+import selfstudy.train.finetune as finetune
 from selfstudy.data.store import Dataset, DatasetWriter
 from selfstudy.data.subsets import nested_balanced, nested_random
 from selfstudy.errors import UserError
 from selfstudy.tasks.segmentation import IGNORE_INDEX, Segmentation
-from selfstudy.train.finetune import Budget, labeled_subset, run
+from selfstudy.train.finetune import Budget, run
+from selfstudy.train.inputs import labeled_subset
 from selfstudy.train.probe import ProbeBudget, linear
 
 PALETTE = np.array([[128, 128, 128],                                   # background
@@ -103,7 +105,7 @@ def test_augmentation_moves_labels_with_images_in_the_training_step(tmp_path, mo
             seen.append(y.clone())
             return super().loss(out, y)
 
-    monkeypatch.setattr(augment, "PaperAugment", Spy)
+    monkeypatch.setattr(finetune, "PaperAugment", Spy)  # the name the training step looks up
     run(ds, Recording(), backbone="resnet9-tiny", n_labels=20, seed=0,
         budget=Budget(min_steps=4, max_steps=4, batch_size=8, evals=1, patience=0))
 

@@ -85,7 +85,7 @@ def test_probe_of_a_pretrained_state_and_regression(ds):
 
 
 def test_same_subset_as_finetuning(ds):
-    from selfstudy.train.finetune import labeled_subset
+    from selfstudy.train.inputs import labeled_subset
     from selfstudy.tasks import get_task
 
     feats = extract(ds, "classification", backbone="resnet9-tiny", n_labels=40, seed=2)

@@ -116,7 +116,7 @@ def _plain(v):
 
 
 def open_args_data(args: argparse.Namespace):
-    from selfstudy.train.finetune import open_data
+    from selfstudy.train.inputs import open_data
 
     return open_data(args.data, res=args.res, n=args.num_images, progress=not args.no_progress)
 
@@ -124,8 +124,8 @@ def open_args_data(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from selfstudy.tasks import get_task
     from selfstudy.train.budget import Budget
-    from selfstudy.train.finetune import resolve_init
     from selfstudy.train.finetune import run as finetune
+    from selfstudy.train.model import resolve_init
 
     # Everything a user can get wrong is checked before any dataset is rendered or loaded.
     task = get_task(args.task)
@@ -140,5 +140,5 @@ def run(args: argparse.Namespace) -> int:
                       budget=budget, device=args.device, precision=args.precision,
                       channels_last=args.channels_last, space=args.space, augment=not args.no_augment,
                       progress=not args.no_progress)
-    emit(args, result)
+    emit(args, result.to_dict())
     return 0

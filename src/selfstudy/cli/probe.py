@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from selfstudy.errors import UserError
     from selfstudy.tasks import CategoricalTask, get_task
     from selfstudy.train import probe
-    from selfstudy.train.finetune import resolve_init
+    from selfstudy.train.model import resolve_init
 
     task = get_task(args.task)
     budget = probe.ProbeBudget.from_overrides(args.overrides)
@@ -52,5 +52,5 @@ def run(args: argparse.Namespace) -> int:
     result = fn(ds, task, init=init, n_labels=args.labels, seed=args.seed, backbone=backbone, budget=budget,
                 device=args.device, precision=args.precision, channels_last=args.channels_last,
                 space=args.space)
-    emit(args, result)
+    emit(args, result.to_dict())
     return 0

@@ -113,7 +113,7 @@ class ProbeBudget(Config):
         weight_decays: the L2 grid the validation split chooses from.
         eval_every: steps between validation evaluations of a fit.
         min_delta: smallest improvement that counts (None: the task's); late_fraction: see
-            :func:`~selfstudy.train.finetune.still_improving`.
+            :func:`~selfstudy.train.selection.still_improving`.
         val_size, test_size: images scored (None or 0: the whole split); the same fixed subsets as
             finetuning's.
         feature_batch: images per forward pass while extracting features.

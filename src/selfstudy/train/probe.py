@@ -21,8 +21,8 @@ nearest neighbour: the paper's linear readout (docs/PAPER.md §5.3, §6.5).
 features; the ``k`` nearest labeled images vote with weight ``exp(similarity / temperature)`` (Wu et
 al. 2018's weighted vote; ``temperature=0.07``). Nothing is fitted, so val and test are reported as is.
 
-Both return the "Downstream result dict" of DESIGN.md (``steps`` 0 for k-NN; ``val_last``/``test_last``
-are the linear head's final weights at the chosen weight decay).
+Both return a :class:`~selfstudy.train.result.DownstreamResult` (``steps`` 0 for k-NN;
+``val_last``/``test_last`` are the linear head's final weights at the chosen weight decay).
 """
 
 from __future__ import annotations
@@ -34,13 +34,17 @@ import torch
 from torch import nn
 
 from selfstudy.core.device import autocast, resolve_device
+from selfstudy.data.device import load_split, to_float
 from selfstudy.errors import UserError
 from selfstudy.tasks import CategoricalTask, Task, add_sums, get_task
+from selfstudy.tasks.dense_head import pixel_rows
 from selfstudy.train.budget import ProbeBudget
-from selfstudy.train.finetune import (TEST_SUBSET_SEED, VAL_SUBSET_SEED, Selection, build_encoder,
-                                      check_run_args, check_task_on, fixed_subset, input_transform,
-                                      labeled_subset, open_data, prefixed, resolve_init, seeded,
-                                      still_improving)
+from selfstudy.train.inputs import (TEST_SUBSET_SEED, VAL_SUBSET_SEED, check_run_args, check_task_on,
+                                    fixed_subset, labeled_subset, open_data)
+from selfstudy.train.loop import TrainConfig, Trainer
+from selfstudy.train.model import build_encoder, input_transform, resolve_init, seeded
+from selfstudy.train.result import DownstreamResult, scores
+from selfstudy.train.selection import Selection, still_improving
 
 
 @dataclass
@@ -66,8 +70,6 @@ def encode(encoder: nn.Module, input_tf: nn.Module, task: Task, images: torch.Te
            precision: str = "fp32", channels_last: bool = False) -> torch.Tensor:
     """Frozen features of uint8 (N, H, W, 3) ``images``: what ``task``'s head reads, as float32, computed
     in eval mode, without augmentation, in batches (under autocast when ``precision`` asks)."""
-    from selfstudy.data.device import to_float
-
     was = encoder.training
     encoder.eval()
     dense_map = getattr(encoder, "dense_map", "prepool")
@@ -89,8 +91,6 @@ def extract(ds, task: "str | Task", *, init=None, n_labels: int, seed: int = 0, 
     """Run the frozen encoder once over the labeled subset, the fixed validation subset and the test
     split. ``init=None`` gives a randomly initialised encoder (seeded by ``seed``) as a baseline. The
     arguments mean what they mean for :func:`selfstudy.train.finetune.run`."""
-    from selfstudy.data.device import load_split
-
     t0 = time.perf_counter()
     task = get_task(task)
     budget = (budget or ProbeBudget()).validate()
@@ -155,8 +155,6 @@ def _dense_rows(f: ProbeFeatures) -> ProbeFeatures:
     """Dense features as one row per feature-map pixel, labels sampled there (nearest): the paper's dense
     linear evaluation (docs/PAPER.md §6.5), on every pixel. A linear probe of a dense task is therefore always
     the linear readout at feature resolution, whatever the task's own readout."""
-    from selfstudy.tasks.dense_head import pixel_rows
-
     (xt, yt), (xv, yv), (xs, ys) = (pixel_rows(f.x_train, f.y_train), pixel_rows(f.x_val, f.y_val),
                                     pixel_rows(f.x_test, f.y_test))
     return replace(f, x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys)
@@ -174,14 +172,12 @@ def linear(ds=None, task: "str | Task" = "classification", *, init=None, n_label
            seed: int = 0, backbone: str | None = None, budget: ProbeBudget | None = None,
            device: str = "cpu", precision: str = "fp32", channels_last: bool = False,
            space: str | None = None, subset_seed: int | None = None,
-           features: ProbeFeatures | None = None) -> dict:
-    """Linear probe on frozen features; returns the downstream result dict (see the module doc).
+           features: ProbeFeatures | None = None) -> DownstreamResult:
+    """Linear probe on frozen features; returns a :class:`DownstreamResult` (see the module doc).
 
     Pass ``features`` (from :func:`extract`) to reuse one extraction for several probes; otherwise the
     arguments are those of :func:`extract`.
     """
-    from selfstudy.train.loop import TrainConfig, Trainer
-
     t0 = time.perf_counter()
     task = get_task(task)
     budget = (budget or ProbeBudget()).validate()
@@ -224,32 +220,31 @@ def linear(ds=None, task: "str | Task" = "classification", *, init=None, n_label
     module.load_state_dict(sel.best_state)
     test_best = _score(module, task, f.x_test, f.y_test)
     primary = task.primary
-    return {
-        "metric": primary,
-        "higher_is_better": task.higher_is_better,
-        "val": sel.best,
-        "test": test_best[primary],
-        "val_last": last_val[primary],
-        "test_last": test_last[primary],
-        "still_improving": still_improving(sel.values, task.higher_is_better, min_delta, budget.late_fraction),
-        "steps": budget.steps * len(budget.weight_decays),
-        "seconds": f.seconds + time.perf_counter() - t0,
-        "metrics": {**prefixed("val", sel.best_metrics), **prefixed("test", test_best),
-                    **prefixed("val_last", last_val), **prefixed("test_last", test_last)},
-        "subset_sha": f.subset_sha,
-        "subset_indices": f.info.get("subset_indices"),
-        "budget": {**asdict(budget), "weight_decay": wd, "best_step": sel.best_step, "batch": batch,
-                   "min_delta": min_delta, "fits": fits},
-        "protocol": "linear",
-        "task": task.spec,
-        "backbone": f.backbone,
-        "method": f.method,
-        "n_labels": n_images,
-        "seed": seed,
-        "best_step": sel.best_step,
-        "stopped_early": False,
-        "curve": [[s, m[primary]] for s, m in sel.curve],
-    }
+    return DownstreamResult(
+        metric=primary,
+        higher_is_better=task.higher_is_better,
+        val=sel.best,
+        test=test_best[primary],
+        val_last=last_val[primary],
+        test_last=test_last[primary],
+        still_improving=still_improving(sel.values, task.higher_is_better, min_delta, budget.late_fraction),
+        steps=budget.steps * len(budget.weight_decays),
+        seconds=f.seconds + time.perf_counter() - t0,
+        metrics=scores(val=sel.best_metrics, test=test_best, val_last=last_val, test_last=test_last),
+        subset_sha=f.subset_sha,
+        subset_indices=f.info.get("subset_indices"),
+        budget={**asdict(budget), "weight_decay": wd, "best_step": sel.best_step, "batch": batch,
+                "min_delta": min_delta, "fits": fits},
+        protocol="linear",
+        task=task.spec,
+        backbone=f.backbone,
+        method=f.method,
+        n_labels=n_images,
+        seed=seed,
+        best_step=sel.best_step,
+        stopped_early=False,
+        curve=[[s, m[primary]] for s, m in sel.curve],
+    )
 
 
 # ----------------------------------------------------------------------------------------------- kNN
@@ -277,8 +272,8 @@ def knn_scores(x_train: torch.Tensor, y_train: torch.Tensor, x_query: torch.Tens
 def knn(ds=None, task: "str | Task" = "classification", *, init=None, n_labels: int | None = None,
         seed: int = 0, backbone: str | None = None, budget: ProbeBudget | None = None,
         device: str = "cpu", precision: str = "fp32", channels_last: bool = False, space: str | None = None,
-        subset_seed: int | None = None, features: ProbeFeatures | None = None) -> dict:
-    """k-NN on frozen features (classification-type tasks); the downstream result dict. ``budget.k`` and
+        subset_seed: int | None = None, features: ProbeFeatures | None = None) -> DownstreamResult:
+    """k-NN on frozen features (classification-type tasks); a :class:`DownstreamResult`. ``budget.k`` and
     ``budget.temperature`` set the vote; the other arguments are those of :func:`linear`."""
     t0 = time.perf_counter()
     task = get_task(task)
@@ -299,28 +294,28 @@ def knn(ds=None, task: "str | Task" = "classification", *, init=None, n_labels: 
     val, test = score(f.x_val, f.y_val), score(f.x_test, f.y_test)
     primary = task.primary
     k = min(budget.k, len(f.x_train))
-    return {
-        "metric": primary,
-        "higher_is_better": task.higher_is_better,
-        "val": val[primary],
-        "test": test[primary],
-        "val_last": val[primary],
-        "test_last": test[primary],
-        "still_improving": False,
-        "steps": 0,
-        "seconds": f.seconds + time.perf_counter() - t0,
-        "metrics": {**prefixed("val", val), **prefixed("test", test)},
-        "subset_sha": f.subset_sha,
-        "subset_indices": f.info.get("subset_indices"),
-        "budget": {"k": k, "temperature": budget.temperature, "val_size": budget.val_size,
-                   "test_size": budget.test_size},
-        "protocol": "knn",
-        "task": task.spec,
-        "backbone": f.backbone,
-        "method": f.method,
-        "n_labels": len(f.x_train),
-        "seed": int(f.info.get("seed", seed)),
-        "best_step": 0,
-        "stopped_early": False,
-        "curve": [],
-    }
+    return DownstreamResult(
+        metric=primary,
+        higher_is_better=task.higher_is_better,
+        val=val[primary],
+        test=test[primary],
+        val_last=val[primary],
+        test_last=test[primary],
+        still_improving=False,
+        steps=0,
+        seconds=f.seconds + time.perf_counter() - t0,
+        metrics=scores(val=val, test=test),
+        subset_sha=f.subset_sha,
+        subset_indices=f.info.get("subset_indices"),
+        budget={"k": k, "temperature": budget.temperature, "val_size": budget.val_size,
+                "test_size": budget.test_size},
+        protocol="knn",
+        task=task.spec,
+        backbone=f.backbone,
+        method=f.method,
+        n_labels=len(f.x_train),
+        seed=int(f.info.get("seed", seed)),
+        best_step=0,
+        stopped_early=False,
+        curve=[],
+    )
