@@ -34,11 +34,11 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 import yaml
 
-from selfstudy.core.constants import BUDGET_CHECK_TOLERANCE
 from selfstudy.core.device import resolve_device
 from selfstudy.core.io import atomic_write_text
 from selfstudy.errors import UserError
 from selfstudy.factors import Factors
+from selfstudy.study import autobudget
 from selfstudy.study.db import DB_NAME, ResultsDB, git_commit
 from selfstudy.study.executor import (Executor, InProcessExecutor, LocalExecutor, choose_executor,
                                       make_executor)
@@ -152,15 +152,22 @@ def run_study(spec: Spec, study_dir: str | os.PathLike, executor: Executor | str
                 if prepare is not None:
                     prepare(plan, progress)
             timed = _Timed(cell_fn, threads)
-            # Pretraining first (each unblocks many cells), then downstream cells, budget checks last.
-            for cell, outcome, wall in _schedule(executor, timed, todo_pre + todo_down, db, show):
-                if isinstance(outcome, _Blocked):  # its pretraining failed: it cannot run
-                    db.fail(cell.id, outcome.message)
-                    failed.append((cell.label, outcome.message))
-                    show.finish(cell, None, ok=False, message=outcome.message)
-                    continue
-                ran += 1
-                _record(db, cell, outcome, wall, failed, show)
+            # Pretraining first (each unblocks many cells), then downstream cells, budget checks last;
+            # then, with budget: auto, round by round the next doubling of every check that still gained.
+            batch = todo_pre + todo_down
+            while True:
+                for cell, outcome, wall in _schedule(executor, timed, batch, db, show):
+                    if isinstance(outcome, _Blocked):  # its pretraining failed: it cannot run
+                        db.fail(cell.id, outcome.message)
+                        failed.append((cell.label, outcome.message))
+                        show.finish(cell, None, ok=False, message=outcome.message)
+                        continue
+                    ran += 1
+                    _record(db, cell, outcome, wall, failed, show)
+                batch = _next_attempts(spec, plan, db, show)
+                if not batch:
+                    break
+            autobudget.record_decisions(spec, plan, db)
         finally:
             show.close()
             # Cells this process had started and not finished (Ctrl-C) are not running any more.
@@ -192,20 +199,47 @@ def run_study(spec: Spec, study_dir: str | os.PathLike, executor: Executor | str
         return result
 
 
+def _next_attempts(spec: Spec, plan: Plan, db: ResultsDB, show: "_Progress") -> list[Cell]:
+    """``budget: auto``'s next round: the check cells at the next doubling of every checked cell that
+    still gained (:func:`selfstudy.study.autobudget.next_attempts`), added to the plan, the database and
+    the progress; those an earlier run finished are taken as they are, and the round after them is
+    looked for at once. Returns the cells to run (empty: every checked cell is decided)."""
+    while True:
+        new = autobudget.next_attempts(spec, plan, db)
+        if not new:
+            return []
+        plan.checks.extend(new)
+        db.add_cells(new)
+        db.set_meta("plan", [c.id for c in plan.all])
+        status = db.statuses(c.id for c in new)
+        todo = [c for c in new if status.get(c.id) != "done"]
+        show.total += len(new)
+        show.done += len(new) - len(todo)
+        if show.bar is not None:
+            show.bar.total = show.total
+        if todo:
+            show.plan(todo)
+            factors = sorted({c.config["budget_factor"] for c in todo})
+            show.say(f"budget auto: {len(todo)} cell(s) still gained at their last check: running them at "
+                     + "/".join(f"x{f:g}" for f in factors) + " (a doubled budget restarts training)")
+            return todo
+
+
 def write_report(rows: list[dict], folder: Path, spec: dict | None, meta: dict | None,
                  out_html: Path | None = None, checks: list[dict] | None = None, *,
                  utility_method: str = "isotonic", bootstrap: int = 1000) -> tuple[Path | None, str]:
     """Write ``report.html`` (+ figures, ``cells.csv``) and ``summary.txt`` beside it for finished
-    downstream rows (and the budget-check rows that re-ran some of them, see
-    :func:`selfstudy.study.report.apply_budget_checks`); ``utility_method`` and ``bootstrap`` go to the
-    analysis. Returns (report path or None when there are no rows, summary text)."""
-    from selfstudy.study.report import apply_budget_checks, build_report, summary_table_text
+    downstream rows (and the budget-check rows that re-ran some of them: every checked row takes the
+    numbers of its attempt that counts and the flags ``budget_status``, ``not_converged_within_cap``,
+    ``under_budget``, see :func:`selfstudy.study.autobudget.resolve_rows`); ``utility_method`` and
+    ``bootstrap`` go to the analysis. Returns (report path or None when there are no rows, summary
+    text)."""
+    from selfstudy.study.report import build_report, summary_table_text
 
     folder = Path(folder)
     if not rows:
         return None, "no finished downstream cells yet: nothing to report"
-    tolerance = ((spec or {}).get("budget_check") or {}).get("tolerance", BUDGET_CHECK_TOLERANCE)
-    rows, check_table = apply_budget_checks(rows, checks or [], tolerance)
+    rows, check_table = autobudget.resolve_rows(rows, checks or [], (spec or {}).get("budget_check") or {})
     summary = summary_table_text(rows, utility_method=utility_method, bootstrap=bootstrap, checks=check_table)
     out_html = Path(out_html) if out_html is not None else folder / REPORT_NAME
     built = build_report(rows, out_html, spec, meta, utility_method=utility_method, bootstrap=bootstrap,
