@@ -155,9 +155,13 @@ def _point_text(r: dict) -> str:
 def _delta_text(r: dict) -> str:
     if r["delta"] is None:
         return "–"
+
+    def f(x):  # three decimals for fractions, one for degrees and the like
+        return f"{x:+.3f}" if abs(r["delta"]) < 5 else f"{x:+.1f}"
+
     if r["delta_ci_low"] is None:
-        return f"{r['delta']:+.3g}"
-    return f"{r['delta']:+.3g} [{r['delta_ci_low']:+.3g}, {r['delta_ci_high']:+.3g}]"
+        return f(r["delta"])
+    return f"{f(r['delta'])} [{f(r['delta_ci_low'])}, {f(r['delta_ci_high'])}]"
 
 
 # ----------------------------------------------------------------------------------------- report
@@ -165,9 +169,10 @@ def _delta_text(r: dict) -> str:
 
 def build_report(rows: list[dict], out_html: Path, spec: dict | None = None, meta: dict | None = None, *,
                  utility_method: str = "isotonic", bootstrap: int = 1000, seed: int = 0,
-                 ci: float = 0.95, checks: list[dict] | None = None) -> dict:
+                 ci: float = 0.95, checks: list[dict] | None = None, headline: list[str] | None = None) -> dict:
     """Write ``summary.json``, the HTML report rendered from it, its PNG figures and ``cells.csv`` into
-    ``out_html``'s folder.
+    ``out_html``'s folder. ``headline``: text lines shown first on the page (a study on imported data:
+    the practitioner's answer and the class counts, :func:`selfstudy.study.own.headline`).
 
     rows: the study's cells (keys in :data:`ROW_KEYS`); spec: the study spec, shown as run;
     meta: anything else worth recording (database path, device, ...), shown as a table;
@@ -214,7 +219,8 @@ def build_report(rows: list[dict], out_html: Path, spec: dict | None = None, met
     csv_path = folder / "cells.csv"
     atomic_write_text(csv_path, cells_csv(rows))
 
-    page = _html_page(analysis, record, rows, figures, scatter, correlations, spec, meta, checks or [])
+    page = _html_page(analysis, record, rows, figures, scatter, correlations, spec, meta, checks or [],
+                      headline=headline)
     atomic_write_text(out_html, page)
     return {"html": out_html, "json": json_path, "csv": csv_path, "figures": fig_paths,
             "summary": record["points"], "record": record, "findings": record["findings"],
@@ -361,6 +367,9 @@ def _utility_figure(groups: list[Group], colours: dict[str, str]) -> bytes:
                 ax.plot([x], [p.value], "^" if up else "v", color=c, ms=8, mfc="white" if flagged else c, mec=c)
                 ax.annotate("", xy=(x, p.value), xytext=(0, 22 if up else -22), textcoords="offset points",
                             arrowprops=dict(arrowstyle="<|-", color=c, lw=1.3, shrinkA=0, shrinkB=5))
+        if all(p.kind == "not_measurable" for pts in g.utility.values() for p in pts):
+            ax.text(0.5, 0.5, "not measurable:\nno signal above the trivial baseline", transform=ax.transAxes,
+                    ha="center", va="center", fontsize=9, color="0.3")
         ax.set_ylim(*ylim)
         _log_x(ax, all_ns)
         ax.set_ylabel("utility  n_scratch/n − 1")
@@ -394,7 +403,7 @@ def _scatter_figure(points: list[dict], correlations: list[dict], colours: dict[
             c, m = colours[p["method"]], markers[datasets.index(p["dataset"]) % len(markers)]
             ax_a.plot(p["linear"], p["finetune"], m, color=c, ms=6, alpha=0.85)
             u = p["utility"]
-            if u is not None:
+            if u is not None and u.kind in ("value", "lower", "upper"):
                 mk = {"value": m, "lower": "^", "upper": "v"}[u.kind]
                 ax_u.plot(p["linear"], u.value, mk, color=c, ms=6, alpha=0.85,
                           mfc=c if u.kind == "value" else "white")
@@ -439,7 +448,7 @@ sup{color:#b35c00;font-weight:bold}
 
 
 def _html_page(analysis: Analysis, record: dict, rows, figures, scatter, correlations, spec, meta,
-               checks=()) -> str:
+               checks=(), headline: list[str] | None = None) -> str:
     e = html.escape
     name = (spec or {}).get("name") if isinstance(spec, dict) else None
     title = f"selfstudy report{': ' + str(name) if name else ''}"
@@ -454,6 +463,8 @@ def _html_page(analysis: Analysis, record: dict, rows, figures, scatter, correla
            f"<style>{_CSS}</style></head><body>",
            f"<h1>{e(title)}</h1><p class='sub'>generated {e(now)} · selfstudy {e(__version__)} · "
            f"rendered from <code>{SUMMARY_JSON}</code> beside this file</p>"]
+    if headline:  # the practitioner's answer and the dataset's class counts (study.own)
+        out.append("<h2>Your answer</h2><pre>" + e("\n".join(headline)) + "</pre>")
 
     # ---- what this is, in one paragraph
     n_used = len(rows) - len(analysis.skipped)
@@ -631,7 +642,10 @@ def _linear_section(points: list[dict], correlations: list[dict], figs: dict) ->
                        f"{MIN_CORR_POINTS} (method, dataset, label count) combinations with both a linear-probe "
                        "and a finetuned result.</p>")
     e = html.escape
-    out = [head, "<p>Each point is one pretrained method on one dataset at one label count: its linear-probe "
+    out = [head, "<p class='note'>A secondary, <b>pooled</b> view: pooling over datasets and label counts lets "
+                 "dataset difficulty drive both axes. The test of whether the linear probe ranks methods as "
+                 "finetuning does is F3 under <a href='#findings'>Findings</a> (within-group Kendall τ and a "
+                 "permutation test).</p><p>Each point is one pretrained method on one dataset at one label count: its linear-probe "
                  "result against its finetuned result and its utility. Spearman's ρ and Kendall's τ are rank "
                  "correlations. Pooled over label counts both results grow with n, which inflates the pooled "
                  "numbers; the per-n rows compare methods and datasets at a fixed label count. Utility "
