@@ -46,7 +46,7 @@ def _original_objective(recon, target, mu, logvar, lmd):
     return mse + lmd * kld
 
 
-@pytest.mark.parametrize("backbone, batch", [("resnet9", 512), ("resnet50", 384)])
+@pytest.mark.parametrize("backbone, batch", [("resnet9", 512), ("resnet50", 384), ("resnet50-dilated", 96)])
 def test_objective_equals_the_original_at_its_batch_size(backbone, batch):
     # docs/PAPER.md §10.1: the per-image kl_weight is the paper's 1e-5 times its batch size, so the two
     # objectives are equal (factor 1) at the paper's batch for that backbone.
