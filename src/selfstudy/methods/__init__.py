@@ -3,9 +3,9 @@
 | name | what | paper |
 |---|---|---|
 | ``rotation`` | predict 0/90/180/270 degree rotations (RotNet) | docs/PAPER.md §4.1 |
-| ``vae`` | variational auto-encoder | §3.2 |
-| ``cmc`` | contrastive multiview coding, luma vs chroma, memory bank | §3.3 |
-| ``amdim`` | augmented multiscale deep infomax | §3.4 |
+| ``vae`` | variational auto-encoder | docs/PAPER.md §4.2 |
+| ``cmc`` | contrastive multiview coding, luma vs chroma, memory bank | docs/PAPER.md §4.3 |
+| ``amdim`` | augmented multiscale deep infomax | docs/PAPER.md §4.4 |
 | ``simclr`` | SimCLR, NT-Xent between two augmented views (not in the paper) | |
 | ``moco`` | MoCo v2, momentum key encoder and a queue of negatives (not in the paper) | |
 | ``byol`` | BYOL, predict a momentum target's projection, no negatives (not in the paper) | |
