@@ -7,7 +7,7 @@ difference is where the encoder and the input normalisation come from (:mod:`.mo
 pretraining's for **finetune** (``init`` given), a fresh backbone and statistics of the training split
 for **scratch** (``init=None``).
 
-**Budgets decide the answer** (ARCHITECTURE.md, "Measured"): an arm that stops before it has converged
+**Budgets decide the answer** (docs/RESULTS.md §2, the budget check): an arm that stops before it has converged
 makes pretraining look more useful than it is. A :class:`Budget` therefore grows with the label count
 and stops on the validation split rather than at a fixed step:
 

@@ -79,7 +79,7 @@ def build_model(class_id: int, model_id: int) -> Mesh:
 
 
 def warp_factors(rng: np.random.Generator, std: float = 0.1) -> np.ndarray:
-    """Per-axis scale factors (3,) of the paper's shape warp (PAPER.md §1.1).
+    """Per-axis scale factors (3,) of the paper's shape warp (docs/PAPER.md §2.4).
 
     Each axis gets 1 + std·N(0, 1); the mean of the three noise terms is removed (so the object's
     overall size is kept) and the factors are clipped to [0.5, 1.5]. Apply to an object's local axes.
