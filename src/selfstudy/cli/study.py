@@ -18,6 +18,10 @@ _RUN_EPILOG = """examples:
   selfstudy study run paper --dir /shared/paper --executor ray    # the paper's grid on a Ray cluster
   selfstudy study run quick --executor local --workers 4          # 4 cells at a time on this machine
   selfstudy study run my_study.yaml methods.rotation.epochs=30 finetune.max_steps=2000
+  selfstudy study run own --data data/mine        # your own images (from `selfstudy data import`):
+                                                  # how many labels SSL saves on them
+  selfstudy study run own --data data/mine 'baselines=[{path: r18.pth, backbone: resnet18}]' \
+      'backbones=[resnet18]'                      # ... and against weights you already hold
 
 Interrupted (Ctrl-C, a crash, kill -9)? Run the same command again: finished cells are kept and
 only the rest runs. The folder gets results.sqlite, report.html (+ PNGs, cells.csv) and summary.txt.
@@ -29,8 +33,9 @@ _STATUS_EPILOG = """examples:
 
 _CELLS_EPILOG = """examples:
   selfstudy study cells quick                       # every cell of the quick preset, with its id
-  selfstudy study cells paper --count               # just how many
-  selfstudy study cells my_study.yaml labels=[100]"""
+  selfstudy study cells paper --count               # how many, GPU-hours, budgets in samples seen
+  selfstudy study cells my_study.yaml labels=[100]
+  selfstudy study cells own --data data/mine --count"""
 
 
 class _OverridesAnywhere(Parser):
@@ -63,7 +68,7 @@ def register(subparsers) -> None:
     r.add_argument("spec", metavar="SPEC_OR_PRESET", help="a study spec .yaml or a preset name (quick, paper, smoke)")
     r.add_argument("overrides", nargs="*", default=[], metavar="key.sub=value", help="spec overrides, YAML-typed")
     r.add_argument("--dir", type=Path, default=None,
-                   help=f"study folder (default: {DEFAULT_ROOT}/<spec name>)")
+                   help=f"study folder (default: {DEFAULT_ROOT}/<spec name>, with --data {DEFAULT_ROOT}/<spec name>-<folder name>)")
     r.add_argument("--executor", choices=("auto", "inprocess", "local", "ray"), default="auto",
                    help="where cells run: local runs them in --workers processes on this machine, "
                         "inprocess one after another, ray fans them out over a cluster; auto (the default) "
@@ -76,6 +81,9 @@ def register(subparsers) -> None:
                    help="where datasets are rendered and reused (default: $SELFSTUDY_DATA or ./data/datasets)")
     r.add_argument("--no-progress", action="store_true", help="no progress display")
     r.add_argument("--no-report", action="store_true", help="run the cells only")
+    r.add_argument("--data", type=Path, default=None, metavar="DIR",
+                   help="study this imported dataset folder (from `selfstudy data import`) instead of the "
+                        "spec's datasets; the own preset needs it")
     r.set_defaults(func=run_run)
 
     s = sub.add_parser("status", help="how far a study got: cells done, running, failed",
@@ -91,7 +99,11 @@ def register(subparsers) -> None:
                        epilog=_CELLS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("spec", metavar="SPEC_OR_PRESET")
     c.add_argument("overrides", nargs="*", default=[], metavar="key.sub=value")
-    c.add_argument("--count", action="store_true", help="print only the numbers of cells")
+    c.add_argument("--count", action="store_true",
+                   help="print only the numbers of cells, the estimated GPU-hours and the finetune budgets "
+                        "as samples seen per label count")
+    c.add_argument("--data", type=Path, default=None, metavar="DIR",
+                   help="an imported dataset folder instead of the spec's datasets (as for study run)")
     c.set_defaults(func=run_cells)
 
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -101,9 +113,11 @@ def run_run(args) -> int:
     from selfstudy.study.runner import run_study
     from selfstudy.study.spec import load_spec
 
-    spec = load_spec(args.spec, args.overrides)
+    spec = load_spec(args.spec, args.overrides, data=args.data)
     spec.cells()  # a spec with no runnable cell is refused before its study folder is made
-    study_dir = args.dir or Path(DEFAULT_ROOT) / spec.name
+    # A study of an imported folder is named after it too, so two folders never share a study.
+    study_dir = args.dir or Path(DEFAULT_ROOT) / (f"{spec.name}-{spec.datasets.factors[0]}" if args.data
+                                                  else spec.name)
     if args.workers is not None and args.executor not in ("auto", "local"):
         raise UserError(f"--workers is for the local executor, not --executor {args.executor}")
     result = run_study(spec, study_dir, executor=args.executor, workers=args.workers,
@@ -123,13 +137,17 @@ def run_cells(args) -> int:
     from selfstudy.study.runner import describe
     from selfstudy.study.spec import load_spec
 
-    plan = load_spec(args.spec, args.overrides).cells()
+    plan = load_spec(args.spec, args.overrides, data=args.data).cells()
     if args.count:
         print(f"{len(plan)} cells: {len(plan.pretrain)} pretraining, {len(plan.downstream)} downstream"
               + (f", {len(plan.checks)} budget checks" if plan.checks else ""))
         from selfstudy.study.estimate import summary_line
 
         print(summary_line(plan))
+        from selfstudy.study.autobudget import budget_lines
+
+        for line in budget_lines(plan):
+            print(line)
         for note in plan.notes:
             print(f"note: {note}")
     else:
@@ -180,9 +198,9 @@ def run_status(args) -> int:
 
 
 def _label(row: dict) -> str:
-    from selfstudy.factors import Factors
+    from selfstudy.study.spec import dataset_label
 
-    head = f"{Factors.parse(row['dataset']).letters} {row['method']} {row['backbone']} s{row['seed']}"
+    head = f"{dataset_label(row['dataset'])} {row['method']} {row['backbone']} s{row['seed']}"
     if row["kind"] == "pretrain":
         return f"pretrain {head}"
     return f"{head} {row['task']} {row['protocol']} n={row['n_labels']}"

@@ -37,12 +37,11 @@ import yaml
 from selfstudy.core.device import resolve_device
 from selfstudy.core.io import atomic_write_text
 from selfstudy.errors import UserError
-from selfstudy.factors import Factors
 from selfstudy.study import autobudget
 from selfstudy.study.db import DB_NAME, ResultsDB, git_commit
 from selfstudy.study.executor import (Executor, InProcessExecutor, LocalExecutor, choose_executor,
                                       make_executor)
-from selfstudy.study.spec import Cell, Plan, Spec
+from selfstudy.study.spec import Cell, Plan, Spec, dataset_label
 
 LOCK_NAME = ".lock"
 REPORT_NAME = "report.html"
@@ -241,9 +240,16 @@ def write_report(rows: list[dict], folder: Path, spec: dict | None, meta: dict |
         return None, "no finished downstream cells yet: nothing to report"
     rows, check_table = autobudget.resolve_rows(rows, checks or [], (spec or {}).get("budget_check") or {})
     summary = summary_table_text(rows, utility_method=utility_method, bootstrap=bootstrap, checks=check_table)
+    # A study on imported data opens with the practitioner's answer and the class counts (study.own).
+    from selfstudy.study.own import headline, report_meta
+
+    head = headline(rows, spec, utility_method=utility_method, bootstrap=bootstrap)
+    if head:
+        summary = "\n".join(head) + "\n\n" + summary
+        meta = {**report_meta(head, spec), **(meta or {})}
     out_html = Path(out_html) if out_html is not None else folder / REPORT_NAME
     built = build_report(rows, out_html, spec, meta, utility_method=utility_method, bootstrap=bootstrap,
-                         checks=check_table)
+                         checks=check_table, headline=head or None)
     atomic_write_text(out_html.parent / SUMMARY_NAME, summary + "\n")
     return Path(built["html"]), summary
 
@@ -571,6 +577,9 @@ class PipelineCells:
         from selfstudy.data.generate import ensure_dataset
 
         for bits in plan.datasets:
+            if self.spec.datasets.path:  # an imported folder (study.imported): nothing to render
+                self.data_paths[bits] = self.spec.datasets.path
+                continue
             cfg = self.spec.dataset_config(bits)  # bits, or bits#i in dataset block i
             path = ensure_dataset(cfg, root=self.data_root, progress=progress)
             self.data_paths[bits] = str(Path(path).resolve())
@@ -588,6 +597,9 @@ class PipelineCells:
     def prepare_one(self, bits: str) -> None:
         from selfstudy.data.generate import ensure_dataset
 
+        if self.spec.datasets.path:
+            self.data_paths[bits] = self.spec.datasets.path
+            return
         path = ensure_dataset(self.spec.dataset_config(bits), root=self.data_root, progress=False)
         self.data_paths[bits] = str(Path(path).resolve())
 
@@ -627,6 +639,10 @@ class PipelineCells:
             from selfstudy.study.baselines import scratch_init
 
             init = scratch_init(ds, cell.method, cell.backbone, cell.seed, spec.space)
+        if cell.config.get("weights"):  # a weights file the person holds (study.arms)
+            from selfstudy.study.arms import checked_file
+
+            init = checked_file(spec.method(cell.method).path, cell.config["weights"]["sha256"])
         common = dict(backbone=cell.backbone, n_labels=cell.n_labels, seed=cell.seed, init=init,
                       device=resolve_device(spec.device), precision=spec.precision,
                       channels_last=spec.channels_last, space=spec.space, progress=False)
@@ -655,7 +671,7 @@ def describe(plan: Plan) -> str:
     lines.append(f"{'id':16}  {'kind':10}  {'dataset':7}  {'method':10}  {'backbone':14}  {'seed':>4}  "
                  f"{'task':16}  {'protocol':8}  {'labels':>7}  needs")
     for c in plan.all:
-        lines.append(f"{c.id:16}  {c.kind:10}  {Factors.parse(c.dataset).letters:7}  {c.method:10}  "
+        lines.append(f"{c.id:16}  {c.kind:10}  {dataset_label(c.dataset):7}  {c.method:10}  "
                      f"{c.backbone:14}  {c.seed:>4}  {c.task or '':16}  {c.protocol or '':8}  "
                      f"{'' if c.n_labels is None else c.n_labels:>7}  {c.pretrain_id or ''}")
     return "\n".join(lines)

@@ -98,6 +98,8 @@ from selfstudy.factors import Factors
 from selfstudy.methods import METHODS, method_config
 from selfstudy.models import BACKBONES, build_backbone
 from selfstudy.scene.classes import NUM_CLASSES
+import selfstudy.study.arms as arms
+import selfstudy.study.imported as imported
 from selfstudy.study.autobudget import DEFAULT_CAP, MODES as BUDGET_MODES, NOISE_K
 from selfstudy.tasks import CategoricalTask, get_task
 from selfstudy.train.budget import Budget, ProbeBudget
@@ -108,7 +110,8 @@ SPACES = ("rgb", "lab")
 KINDS = ("pretrain", "downstream", "check")
 
 TOP_KEYS = ("name", "datasets", "methods", "backbones", "tasks", "protocols", "labels", "seeds",
-            "finetune", "linear", "knn", "device", "precision", "channels_last", "space", "budget_check")
+            "finetune", "linear", "knn", "device", "precision", "channels_last", "space", "budget_check",
+            "utility")
 BUDGET_CHECK_KEYS = ("mode", "factor", "cap", "labels", "methods", "seeds", "tolerance", "noise_k")
 #: The finetune budget fields a budget check multiplies by its factor.
 SCALED_BUDGET_FIELDS = ("epochs", "min_steps", "max_steps")
@@ -157,6 +160,13 @@ class DataSpec(Config):
     pretrain_on: tuple[str, ...] = ()
     #: in a list of dataset blocks: the study's tasks that run on this block (empty: all of them)
     tasks: tuple[str, ...] = ()
+    #: an imported dataset folder (``selfstudy data import``); ``factors`` then holds its name
+    path: str | None = None
+
+    @property
+    def imported(self) -> "imported.ImportedData | None":
+        """The imported dataset ``path`` names, read from its manifest (None for rendered data)."""
+        return imported.read_imported(self.path) if self.path else None
 
     def config(self, factors: str) -> DatasetConfig:
         """The :class:`selfstudy.data.generate.DatasetConfig` of the dataset with these factors."""
@@ -182,6 +192,15 @@ class MethodSpec(Config):
     epochs: int | None = option(None, ge=1, allowed="a whole number >= 1 of pretraining epochs (passes over "
                                                     "the training split)")
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    #: a weights arm (:mod:`selfstudy.study.arms`): the file, its backbone and its SHA-256
+    path: str | None = None
+    backbone: str | None = None
+    sha256: str | None = None
+
+    @property
+    def is_weights(self) -> bool:
+        """A weights file the person holds, finetuned as is (no pretraining cell)."""
+        return self.path is not None
 
     @property
     def is_scratch(self) -> bool:
@@ -260,6 +279,8 @@ class Spec(Config):
         ``bits#i`` for block ``i``)."""
         bits, _, i = key.partition("#")
         return self.data_blocks[int(i or 0)].config(bits)
+    #: ``{baseline: NAME}``: the arm utility is computed against (empty: scratch; :mod:`.arms`)
+    utility: Mapping[str, Any] = field(default_factory=dict)
 
     def method(self, name: str) -> MethodSpec:
         return next(m for m in self.methods if m.name == name)
@@ -280,10 +301,17 @@ class Spec(Config):
             "methods": {m.name: ({} if m.is_scratch else {"epochs": m.epochs, "overrides": dict(m.overrides)})
                         for m in self.methods},
         }
+        if self.datasets.path:  # an imported folder: its path (res is read from it)
+            d["datasets"] = {"path": self.datasets.path}
+        for m in self.methods:
+            if m.is_weights:
+                d["methods"][m.name] = {"path": m.path, "backbone": m.backbone}
         if self.blocks:
             d["datasets"] = self._blocks_dict()
         for key in TOP_KEYS[3:]:
             v = getattr(self, key)
+            if key == "utility" and not v:
+                continue  # utility against scratch: the spec as it always was
             d[key] = list(v) if isinstance(v, tuple) else (dict(v) if isinstance(v, Mapping) else v)
         return d
 
@@ -320,12 +348,13 @@ def preset_text(name: str) -> str:
     return (resources.files("selfstudy.study") / "presets" / f"{name}.yaml").read_text()
 
 
-def load_spec(source: str | Path, overrides: Iterable[str] = ()) -> Spec:
+def load_spec(source: str | Path, overrides: Iterable[str] = (), data: str | Path | None = None) -> Spec:
     """Read a study spec from a YAML file or a preset name, apply ``key.sub=value`` overrides, validate.
 
     ``source`` is a path to a ``.yaml`` file, or the name of a packaged preset (``quick``, ``paper``,
-    ``smoke``). Raises :class:`UserError` for a missing source, bad YAML (a key given twice too) or an
-    invalid spec.
+    ``smoke``, ``own``). ``data``: an imported dataset folder that replaces the spec's datasets
+    (``datasets: {path: data}``; the ``own`` preset needs it). Raises :class:`UserError` for a missing
+    source, bad YAML (a key given twice too) or an invalid spec.
     """
     path = Path(source)
     if path.is_file():
@@ -346,6 +375,8 @@ def load_spec(source: str | Path, overrides: Iterable[str] = ()) -> Spec:
     if overrides:
         raw = apply_overrides(raw, overrides)
         where += " with overrides"
+    if data is not None:
+        raw["datasets"] = {"path": str(data)}
     return spec_from_dict(raw, where=where)
 
 
@@ -362,12 +393,14 @@ def spec_from_dict(raw: Mapping, where: str = "study spec") -> Spec:
     backbones = _names(raw.get("backbones", Spec.backbones), "backbones", where, list(BACKBONES))
     for b in (blocks or (datasets,)):
         _check_methods(methods, backbones, b.res, where)
+    methods = _weights_arms(methods, backbones, datasets.res, where)
     tasks = _tasks(raw.get("tasks", _block_tasks_default(raw.get("datasets"))), where)
     blocks = _resolve_block_tasks(blocks, tasks, where)
     if blocks:
         datasets = blocks[0]
     protocols = _names(raw.get("protocols", Spec.protocols), "protocols", where, PROTOCOLS)
-    labels = _labels(raw.get("labels", Spec.labels), where)
+    labels = (_auto_labels(datasets, where) if raw.get("labels") == "auto"
+              else _labels(raw.get("labels", Spec.labels), where))
     seeds = _seeds(raw.get("seeds", Spec.seeds), where)
     options = {p: _mapping(raw.get(p), p, where) for p in PROTOCOLS}
     for p in PROTOCOLS:
@@ -386,7 +419,8 @@ def spec_from_dict(raw: Mapping, where: str = "study spec") -> Spec:
     scalars = {k: raw[k] for k in ("name", "device", "precision", "channels_last", "space") if k in raw}
     spec = load(Spec, {**scalars, "datasets": datasets, "methods": methods, "backbones": backbones,
                        "tasks": tasks, "protocols": protocols, "labels": labels, "seeds": seeds,
-                       "budget_check": check, "blocks": blocks, **options}, where=where)
+                       "budget_check": check, "blocks": blocks, **options,
+                       "utility": arms.utility_options(raw.get("utility"), methods, where)}, where=where)
 
     if spec.precision == "fp16" and spec.device == "cpu":
         raise UserError(f"{where}: precision fp16 needs a CUDA device, but device is cpu; allowed on a "
@@ -400,6 +434,7 @@ def spec_from_dict(raw: Mapping, where: str = "study spec") -> Spec:
 def _normalise(raw: dict) -> dict:
     """Shorthands a YAML author may use, turned into the canonical layout (before overrides apply,
     so that ``methods.rotation.epochs=5`` works on ``methods: [scratch, rotation]``)."""
+    raw = arms.normalise(raw)  # weights arms and ``baselines``
     methods = raw.get("methods")
     if isinstance(methods, str):
         methods = [methods]
@@ -454,7 +489,7 @@ class Cell:
     @property
     def label(self) -> str:
         """A short human-readable name: ``TCVL rotation resnet9-tiny s0 classification finetune n=100``."""
-        head = f"{Factors.parse(self.dataset).letters} {self.method} {self.backbone} s{self.seed}"
+        head = f"{dataset_label(self.dataset)} {self.method} {self.backbone} s{self.seed}"
         if self.kind == "pretrain":
             return f"pretrain {head}"
         tail = f" (budget check x{self.config['budget_factor']:g})" if self.kind == "check" else ""
@@ -544,7 +579,7 @@ def _expand_block(spec: Spec) -> Plan:
     pretrain: dict[tuple, Cell] = {}
     for f in dict.fromkeys(sources or spec.datasets.factors):
         for m in spec.methods:
-            if m.is_scratch:
+            if m.is_scratch or m.is_weights:
                 continue
             for b in spec.backbones:
                 for s in spec.seeds:
@@ -562,9 +597,9 @@ def _expand_block(spec: Spec) -> Plan:
         for f in spec.datasets.factors:
             for b in spec.backbones:
                 for t in spec.tasks:
-                    why = _task_unavailable(t, f, spec.datasets.multi)
+                    why = _task_unavailable(t, f, spec.datasets.multi, spec.datasets.path)
                     if why:
-                        notes.append(f"skipped task {t} on {Factors.parse(f).letters}: {why}")
+                        notes.append(f"skipped task {t} on {dataset_label(f)}: {why}")
                         continue
                     for p in spec.protocols:
                         why = _protocol_unavailable(p, t)
@@ -573,7 +608,9 @@ def _expand_block(spec: Spec) -> Plan:
                             continue
                         for n in spec.labels:
                             for m in spec.methods:
-                                for src in ([None] if m.is_scratch else (sources or [f])):
+                                if m.is_weights and m.backbone != b:
+                                    continue  # a weights file fits its own backbone only
+                                for src in ([None] if m.is_scratch or m.is_weights else (sources or [f])):
                                     pre = None if src is None else pretrain[(src, m.name, b, s)]
                                     cfg = {"kind": "downstream", "dataset": data[f], "method": m.name,
                                            "backbone": b, "task": t, "protocol": p, "n_labels": n, "seed": s,
@@ -584,6 +621,8 @@ def _expand_block(spec: Spec) -> Plan:
                                         cfg["pretrained_on"] = data[src]
                                     if m.name in SCRATCH_ARCHS:
                                         cfg["arch"] = SCRATCH_ARCHS[m.name]
+                                    if m.is_weights:
+                                        cfg = arms.weights_cell_config(cfg, m)
                                     downstream.append(Cell(id=cell_id(cfg), kind="downstream", dataset=f,
                                                            method=m.name, backbone=b, seed=s, task=t,
                                                            protocol=p, n_labels=n,
@@ -591,7 +630,11 @@ def _expand_block(spec: Spec) -> Plan:
                                                            pretrained_on=src, config=cfg))
     if "finetune" in spec.protocols and not any(m.name == SCRATCH for m in spec.methods):
         notes.append("no scratch method: the report needs scratch finetune cells to compute utility")
-    notes = list(dict.fromkeys(notes))
+    notes += [f"{m.name} runs on backbone {m.backbone} only (a weights file fits one architecture)"
+              for m in spec.methods if m.is_weights and len(spec.backbones) > 1]
+    if spec.datasets.path:
+        notes.append(spec.datasets.imported.imbalance_note(spec.labels))
+    notes = [n for n in dict.fromkeys(notes) if n]
     checks = _check_cells(spec, downstream)
     missing = [n for n in spec.budget_check.get("labels", []) if n not in spec.labels]
     if missing:
@@ -704,8 +747,12 @@ def _mapping(value, key: str, where: str) -> dict:
 
 
 def _data_spec(raw, where: str) -> DataSpec:
-    if raw is None:
-        raise UserError(f"{where}: 'datasets' is missing: give datasets.factors, e.g. [TCVL] or [0000, 1111]")
+    if isinstance(raw, Mapping) and raw.get("path") is not None:
+        return _imported_data_spec(raw, where)
+    if raw is None or (isinstance(raw, Mapping) and "path" in raw and raw.get("factors") is None):
+        raise UserError(f"{where}: 'datasets' is missing: give datasets.factors, e.g. [TCVL] or [0000, 1111], "
+                        f"or datasets.path, a folder from `selfstudy data import` (`selfstudy study run own "
+                        f"--data DIR`)")
     if not isinstance(raw, Mapping):
         raise UserError(f"{where}: datasets must be a mapping with keys {', '.join(DATASET_KEYS)}, got {raw!r}")
     _no_unknown(raw, DATASET_KEYS, where, "datasets.")
@@ -745,6 +792,14 @@ def _methods(raw, where: str) -> tuple[MethodSpec, ...]:
     allowed = [SCRATCH, *SCRATCH_ARCHS] + sorted(METHODS)
     out = []
     for name, opts in raw.items():
+        if arms.is_weights_name(name):  # a weights file; checked against the backbones by _weights_arms
+            opts = _mapping(opts, f"methods.{name}", where)
+            _no_unknown(opts, arms.WEIGHTS_KEYS, where, f"methods.{name}.")
+            if not opts.get("path"):
+                raise UserError(f"{where}: methods.{name} needs path: the weights file")
+            out.append(MethodSpec.load({"name": name, "path": str(opts["path"]), "backbone": opts.get("backbone")},
+                                       where=where, prefix=f"methods.{name}."))
+            continue
         if name not in allowed:
             near = difflib.get_close_matches(str(name), allowed, n=1)
             hint = f" (did you mean {near[0]!r}?)" if near else ""
@@ -854,9 +909,13 @@ def _check_resolution(backbones: tuple[str, ...], res: int, where: str) -> None:
             raise UserError(f"{where}: datasets.res={res} does not suit backbone {b}: {e}") from None
 
 
-def _task_unavailable(t: str, factors: str, multi: bool = False) -> str:
-    """Why task ``t`` cannot run on the dataset with these factor bits ("" if it can)."""
+def _task_unavailable(t: str, factors: str, multi: bool = False, path: str | None = None) -> str:
+    """Why task ``t`` cannot run on the dataset with these factor bits, or on the imported folder
+    ``path`` ("" if it can)."""
     task = get_task(t)
+    if path:
+        return "" if imported.classification_only(task) else "an imported dataset has class labels only " \
+                                                              "(classification)"
     if multi and not task.dense:
         return "multi-object scenes have no per-image label (their tasks are per-pixel: segmentation, depth)"
     a = task.available(factors)
@@ -886,7 +945,7 @@ def _resolved_method(name: str, backbone: str, epochs: int | None, overrides: Ma
 
 def _check_methods(methods: tuple, backbones: tuple, res: int, where: str) -> None:
     for m in methods:
-        if m.is_scratch:
+        if m.is_scratch or m.is_weights:
             continue
         for b in backbones:
             try:
@@ -916,7 +975,10 @@ def _resolved_options(protocol: str, options: Mapping) -> dict:
 
 
 def _dataset_dict(data: DataSpec, factors: str) -> dict:
-    """The resolved generation config of one dataset (every generator default filled in)."""
+    """The resolved generation config of one dataset (every generator default filled in); for an
+    imported folder, its manifest's config hash (:meth:`~selfstudy.study.imported.ImportedData.identity`)."""
+    if data.path:
+        return data.imported.identity()
     return _jsonable(data.config(factors).to_dict())
 
 
@@ -924,7 +986,19 @@ def _check_labels(spec: Spec, where: str) -> None:
     """Every label count must fit in the training split of every dataset and, as subsets are
     class-balanced, need no more images of a class (``ceil(n / classes)``) than the training split's
     smallest class holds. The sizes come from the generator's split rule
-    (:meth:`~selfstudy.data.generate.DatasetConfig.class_counts`), before anything is rendered."""
+    (:meth:`~selfstudy.data.generate.DatasetConfig.class_counts`), before anything is rendered.
+
+    An imported dataset's counts come from its manifest: a label count must fit in its labeled training
+    split; a class smaller than its balanced share gives all it has (nested and stratified; the plan
+    notes it, :meth:`~selfstudy.study.imported.ImportedData.imbalance_note`)."""
+    if spec.datasets.path:
+        data = spec.datasets.imported
+        for n in spec.labels:
+            if n > data.train:
+                raise UserError(f"{where}: label count {n} is larger than the labeled training split of "
+                                f"dataset {data.name} ({data.train} images); allowed: at most {data.train} "
+                                f"(labels: auto picks counts up to it), or label more images")
+        return
     for f in spec.datasets.factors:
         cfg = spec.datasets.config(f)
         train = cfg.split_sizes()["train"]
@@ -987,6 +1061,58 @@ def protocol_options(options: Mapping[str, Any], backbone: str | None) -> dict:
     shared = {k: v for k, v in options.items() if k not in BACKBONES}
     own = options.get(backbone) if backbone is not None else None
     return {**shared, **(dict(own) if isinstance(own, Mapping) else {})}
+
+
+# --- imported datasets and weights arms -----------------------------------------------------------
+
+
+#: The keys of ``datasets`` for an imported folder (the rest describe rendered data).
+IMPORTED_DATASET_KEYS = ("path", "res")
+
+
+def _imported_data_spec(raw: Mapping, where: str) -> DataSpec:
+    """``datasets: {path: DIR}``: the folder ``selfstudy data import`` wrote. Its name stands where a
+    factor string would (``factors``); ``res`` is the stored one (a ``res`` given must equal it)."""
+    given = [k for k, v in raw.items() if k not in IMPORTED_DATASET_KEYS and v is not None]
+    if given:
+        raise UserError(f"{where}: datasets.path names an imported dataset, which takes only "
+                        f"{', '.join(IMPORTED_DATASET_KEYS)}; datasets.{given[0]} describes rendered data "
+                        f"(give datasets.factors or datasets.path, not both)")
+    data = imported.read_imported(raw["path"], where)
+    if raw.get("res") is not None and raw["res"] != data.res:
+        raise UserError(f"{where}: datasets.res={raw['res']!r}, but the imported dataset {data.name} is "
+                        f"{data.res} px; omit datasets.res or re-import with --res {raw['res']}")
+    return DataSpec.load({"factors": (data.name,), "res": data.res, "path": data.path}, where=where,
+                         prefix="datasets.")
+
+
+def _auto_labels(data: DataSpec, where: str) -> tuple[int, ...]:
+    """``labels: auto``: log-spaced counts up to the whole labeled training split
+    (:func:`selfstudy.study.imported.auto_label_counts`)."""
+    if data.path:
+        return data.imported.auto_labels()
+    cfg = data.config(data.factors[0])
+    train = min(data.config(f).split_sizes()["train"] for f in data.factors)
+    return imported.auto_label_counts(train, NUM_CLASSES) if cfg else ()
+
+
+def _weights_arms(methods: tuple, backbones: tuple, res: int, where: str) -> tuple:
+    """The weights arms of ``methods`` checked (file, backbone, a strict load) with their SHA-256."""
+    out = []
+    for m in methods:
+        if m.is_weights:
+            opts = arms.weights_options(m.name, {"path": m.path, "backbone": m.backbone}, backbones, res, where)
+            m = MethodSpec.load({"name": m.name, **opts}, where=where, prefix=f"methods.{m.name}.")
+        out.append(m)
+    return tuple(out)
+
+
+def dataset_label(key: str) -> str:
+    """How a cell's dataset is shown: factor letters (``TCVL``), or an imported folder's name."""
+    try:
+        return Factors.parse(key).letters
+    except UserError:
+        return str(key)
 
 
 # --- dataset blocks -------------------------------------------------------------------------------

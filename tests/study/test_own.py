@@ -1,0 +1,278 @@
+"""Studies on imported data (datasets: {path: DIR}), weights-file arms, and the `own` preset's answer."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from selfstudy.data.importer import import_images
+from selfstudy.errors import UserError
+from selfstudy.models import build_backbone
+from selfstudy.study import imported as imp
+from selfstudy.study.own import answer_lines, headline, sentence
+from selfstudy.study.runner import describe, run_study
+from selfstudy.study.spec import load_spec, spec_from_dict
+
+CLASSES = ("circle", "square", "triangle")
+
+
+def draw_shapes(root, per_class=50, res=32, seed=0, counts=None):
+    """A class folder of coloured shapes: one sub-folder per class, PNG files."""
+    rng = np.random.default_rng(seed)
+    for c, cls in enumerate(CLASSES):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(counts[c] if counts else per_class):
+            im = Image.new("RGB", (res, res), tuple(int(v) for v in rng.integers(0, 110, 3)))
+            d = ImageDraw.Draw(im)
+            s = int(rng.integers(8, 13))
+            cx, cy = (int(v) for v in rng.integers(s, res - s, 2))
+            fg = tuple(int(v) for v in rng.integers(140, 256, 3))
+            if cls == "circle":
+                d.ellipse([cx - s, cy - s, cx + s, cy + s], fill=fg)
+            elif cls == "square":
+                d.rectangle([cx - s, cy - s, cx + s, cy + s], fill=fg)
+            else:
+                d.polygon([(cx, cy - s), (cx - s, cy + s), (cx + s, cy + s)], fill=fg)
+            im.save(root / cls / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("own")
+    draw_shapes(root / "src")
+    import_images(root / "src", root / "shapes", res=32, progress=False)
+    return root / "shapes"
+
+
+def spec(path, **kw):
+    return spec_from_dict({"name": "t", "datasets": {"path": str(path)}, "methods": ["scratch", "simclr"],
+                           "labels": [6, 50], **kw})
+
+
+def test_a_spec_names_an_imported_folder_and_classification_runs_on_it(shapes):
+    s = spec(shapes, tasks=["classification", "pose"], protocols=["finetune", "linear", "knn"])
+    plan = s.cells()
+    assert s.datasets.factors == ("shapes",) and s.datasets.res == 32
+    assert len(plan.pretrain) == 1 and plan.pretrain[0].dataset == "shapes"
+    # classification only: 3 protocols x 2 counts x 2 methods; pose is skipped with a note
+    assert len(plan.downstream) == 12 and {c.task for c in plan.downstream} == {"classification"}
+    assert any("skipped task pose on shapes" in n for n in plan.notes)
+    assert plan.datasets["shapes"] == {"kind": "import", "config_hash": imp.read_imported(shapes).config_hash}
+    assert plan.downstream[0].label.startswith("shapes scratch resnet9-tiny s0 classification")
+    assert "shapes" in describe(plan)
+    assert spec_from_dict(s.to_dict()) == s  # the spec round-trips through its dict (spec.yaml)
+
+
+def test_cell_ids_hash_the_manifest_not_the_path(shapes, tmp_path):
+    moved = tmp_path / "elsewhere" / "shapes"
+    shutil.copytree(shapes, moved)
+    a, b = spec(shapes).cells(), spec(moved).cells()
+    assert [c.id for c in a.all] == [c.id for c in b.all]
+    # another import (other split fractions) is another dataset: other ids
+    other = tmp_path / "other"
+    import_images(shapes.parent / "src", other, res=32, val_frac=0.2, progress=False)
+    assert not {c.id for c in spec(other).cells().all} & {c.id for c in a.all}
+
+
+def test_label_counts_are_checked_against_the_labeled_training_split(shapes):
+    data = imp.read_imported(shapes)
+    assert data.train == 102 and data.class_names == CLASSES
+    with pytest.raises(UserError, match=r"label count 103 is larger than the labeled training split of "
+                                        r"dataset shapes \(102 images\)"):
+        spec(shapes, labels=[6, 103])
+    assert spec(shapes, labels="auto").labels == (6, 12, 25, 50, 102)
+
+
+def test_auto_label_counts():
+    assert imp.auto_label_counts(102, 3) == (6, 12, 25, 50, 102)
+    assert imp.auto_label_counts(1000, 10) == (32, 76, 179, 423, 1000)
+    assert imp.auto_label_counts(4, 3) == (4,)
+
+
+def test_imbalanced_data_gets_a_note_and_its_counts(tmp_path):
+    draw_shapes(tmp_path / "src", counts=(60, 60, 12))
+    import_images(tmp_path / "src", tmp_path / "skewed", res=32, progress=False)
+    data = imp.read_imported(tmp_path / "skewed")
+    assert [c[1] for c in data.class_counts] == [42, 42, 8]
+    plan = spec(tmp_path / "skewed", labels=[6, 60]).cells()
+    note = [n for n in plan.notes if "imbalanced" in n]
+    assert note and "class 'triangle' has 8 training images" in note[0] and "at 60 labels" in note[0]
+    assert "  triangle       8      2      2" in "\n".join(data.lines())
+
+
+@pytest.mark.parametrize("datasets, match", [
+    ({"path": "/no/such/folder"}, "is not a folder"),
+    ({"path": "."}, "has no manifest.json"),
+    ({"path": "SHAPES", "n": 100}, r"datasets.n describes rendered data"),
+    ({"path": "SHAPES", "res": 64}, r"datasets.res=64, but the imported dataset shapes is 32 px"),
+])
+def test_bad_dataset_paths_get_one_line(shapes, datasets, match):
+    datasets = {k: (str(shapes) if v == "SHAPES" else v) for k, v in datasets.items()}
+    with pytest.raises(UserError, match=match):
+        spec_from_dict({"name": "t", "datasets": datasets, "methods": ["scratch"]})
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("w") / "imnet.pth"
+    torch.manual_seed(0)
+    torch.save(build_backbone("resnet18").state_dict(), path)
+    return path
+
+
+def test_a_weights_arm_runs_on_its_backbone_and_hashes_the_file(shapes, weights_file, tmp_path):
+    arm = {"name": "weights", "path": str(weights_file), "backbone": "resnet18"}
+    s = spec(shapes, methods=["scratch", arm], backbones=["resnet9-tiny", "resnet18"],
+             utility={"baseline": "weights:imnet"})
+    assert s.utility == {"baseline": "weights:imnet"}
+    cells = [c for c in s.cells().downstream if c.method == "weights:imnet"]
+    assert len(cells) == 2 and {c.backbone for c in cells} == {"resnet18"} and all(c.pretrain_id is None for c in cells)
+    assert len(cells[0].config["weights"]["sha256"]) == 64 and "path" not in str(cells[0].config)
+    # the same spec from a `baselines:` section, and the same file elsewhere: the same cells
+    copy = tmp_path / "imnet.pth"
+    shutil.copy(weights_file, copy)
+    again = spec(shapes, methods=["scratch"], baselines=[{"path": str(copy), "backbone": "resnet18"}],
+                 backbones=["resnet9-tiny", "resnet18"])
+    assert [c.id for c in again.cells().downstream if c.method == "weights:imnet"] == [c.id for c in cells]
+    assert spec_from_dict(s.to_dict()) == s
+    # a changed file: other ids
+    state = build_backbone("resnet18").state_dict()
+    torch.save(state, copy)
+    changed = spec(shapes, methods=["scratch"], baselines=[{"path": str(copy), "backbone": "resnet18"}],
+                   backbones=["resnet9-tiny", "resnet18"])
+    assert not {c.id for c in changed.cells().downstream} & {c.id for c in cells}
+
+
+@pytest.mark.parametrize("extra, match", [
+    ({"methods": ["scratch", {"name": "weights", "path": "/no/file.pth", "backbone": "resnet18"}],
+      "backbones": ["resnet18"]}, "weights file '/no/file.pth' does not exist"),
+    ({"methods": ["scratch", {"name": "weights", "path": "WF", "backbone": "resnet18"}]},
+     r"runs on backbone resnet18, which is not among the study's backbones \['resnet9-tiny'\]"),
+    ({"methods": ["scratch", {"name": "weights", "path": "WF", "backbone": "resnet50"}],
+      "backbones": ["resnet50"]}, "does not fit backbone resnet50"),
+    ({"methods": ["scratch", {"name": "weights", "file": "WF"}]}, "a weights arm takes path, backbone"),
+    ({"utility": {"baseline": "imagenet"}}, r"utility.baseline 'imagenet' is not among the study's methods"),
+    ({"utility": {"base": "scratch"}}, r"unknown key utility.'base'"),
+])
+def test_bad_weights_arms_and_baselines_get_one_line(shapes, weights_file, extra, match):
+    for m in extra.get("methods", []):
+        if isinstance(m, dict):
+            for k in m:
+                m[k] = str(weights_file) if m[k] == "WF" else m[k]
+    with pytest.raises(UserError, match=match):
+        spec(shapes, **extra)
+
+
+def _rows(curves, seeds=(0, 1, 2), noise=0.005):
+    rng = np.random.default_rng(0)
+    rows = []
+    for method, f in curves.items():
+        for s in seeds:
+            for n in (6, 12, 25, 50, 102):
+                rows.append({"dataset": "shapes", "backbone": "resnet9-tiny", "task": "classification",
+                             "protocol": "finetune", "method": method, "n_labels": n, "seed": s,
+                             "test": f(n) + rng.normal(0, noise), "higher_is_better": True})
+    return rows
+
+
+def scratch_curve(n):
+    return 0.9 - 0.6 * (n / 6) ** -0.5
+
+
+def test_the_answer_reads_the_largest_count_and_marks_the_projection():
+    rows = _rows({"scratch": scratch_curve,
+                  "doubler": lambda n: scratch_curve(2 * n),      # worth twice the labels: beyond range at 102
+                  "half": lambda n: scratch_curve(n / 2) if n > 6 else scratch_curve(6) - 0.05,
+                  "worse": lambda n: scratch_curve(6) - 0.1})
+    lines = answer_lines(rows, bootstrap=200)
+    text = {ln.split(",")[1].split()[0]: ln for ln in lines[1:]}
+    assert lines[0].startswith("shapes · classification · resnet9-tiny (3 seeds")
+    # doubler beats scratch at every count: scratch's count is projected (true value 204)
+    d = text["doubler"]
+    assert "at 102 labels, doubler reaches what scratch would need about" in d and "extrapolated" in d
+    k = float(d.split("about ")[1].split(" labels")[0].replace(",", ""))
+    assert 150 < k < 280
+    # half is worth half the labels, measured inside the range: a value with an interval
+    h = text["half"]
+    assert "at 102 labels, half reaches what scratch would need about" in h and "extrapolated" not in h
+    assert 40 < float(h.split("about ")[1].split(" labels")[0]) < 62
+    assert "pretraining does not help here" in h
+    assert "does no better than scratch with 6 labels" in text["worse"]
+
+
+def test_the_answer_against_another_baseline_and_without_one():
+    rows = _rows({"scratch": scratch_curve, "weights:imnet": lambda n: scratch_curve(2 * n),
+                  "simclr": lambda n: scratch_curve(4 * n)})
+    lines = answer_lines(rows, "weights:imnet", bootstrap=100)
+    assert len(lines) == 2 and "simclr reaches what weights:imnet would need" in lines[1]
+    assert "no finished imagenet finetune cells" in answer_lines(rows, "imagenet")[0]
+    one = sentence({6: {0: 0.3}, 12: {0: 0.4}, 25: {0: 0.5}}, {6: {0: 0.35}, 25: {0: 0.45}}, "m", bootstrap=0)
+    assert one.startswith("at 25 labels, m reaches what scratch would need about") and "one seed" in one
+
+
+def test_headline_is_for_imported_data_only(shapes):
+    rows = _rows({"scratch": scratch_curve, "simclr": lambda n: scratch_curve(2 * n)})
+    assert headline(rows, {"datasets": {"factors": ["1111"]}}) == []
+    head = headline(rows, {"datasets": {"path": str(shapes)}}, bootstrap=100)
+    assert head[1].strip().startswith("at 102 labels, simclr reaches what scratch would need about")
+    assert any(ln.startswith("dataset shapes (imported, 32 px") for ln in head)
+    assert "  circle        34      8      8" in head
+
+
+def test_the_own_preset_needs_data(shapes):
+    with pytest.raises(UserError, match=r"--data DIR"):
+        load_spec("own")
+    s = load_spec("own", data=shapes)
+    assert s.labels == (6, 12, 25, 50, 102) and s.seeds == (0, 1, 2)
+    assert [m.name for m in s.methods] == ["scratch", "simclr", "vicreg"]
+    assert s.tasks == ("classification",)
+
+
+TINY = ["device=cpu", "precision=fp32", "channels_last=false", "labels=[6,25,102]",
+        "methods={scratch: {}, simclr: {epochs: 2, overrides: {batch_size: 32, lr: 4.0e-3, warmup_epochs: 1}}}",
+        "finetune={epochs: 2, min_steps: 6, max_steps: 12, batch_size: 32, evals: 2, patience: 0, val_size: 24}",
+        "budget_check={factor: 2, labels: [6], methods: [scratch], seeds: [0]}"]
+
+
+@pytest.mark.slow
+def test_an_own_study_on_an_imported_folder_end_to_end(tmp_path):
+    draw_shapes(tmp_path / "src")
+    import_images(tmp_path / "src", tmp_path / "shapes", res=32, progress=False)
+    s = load_spec("own", TINY, data=tmp_path / "shapes")
+    out = tmp_path / "study"
+    result = run_study(s, out, progress=False, out=open(tmp_path / "stdout.txt", "w"))
+    assert result.ok and result.total == len(s.cells())
+    from selfstudy.study.db import ResultsDB
+
+    with ResultsDB(out / "results.sqlite") as db:
+        rows = db.rows(status="done", kind="downstream")
+    assert len(rows) == 3 * 3 * 2 and {r["dataset"] for r in rows} == {"shapes"}
+    assert {r["method"] for r in rows} == {"scratch", "simclr"}
+    summary = (out / "summary.txt").read_text()
+    assert summary.splitlines()[0] == "shapes · classification · resnet9-tiny (3 seeds, 95% intervals):"
+    assert summary.splitlines()[1].startswith("  at 102 labels, simclr ")
+    assert "  circle        34      8      8" in summary
+    page = (out / "report.html").read_text()
+    assert "Your answer" in page and "circle 34/8/8, square 34/8/8, triangle 34/8/8" in page
+
+
+def test_the_cli_takes_data_and_refuses_a_bad_folder(shapes, tmp_path, capsys):
+    from selfstudy.cli.main import main
+
+    assert main(["study", "cells", "own", "--data", str(shapes), "--count"]) == 0
+    out = capsys.readouterr().out
+    # 2 SSL methods x 3 seeds; 5 counts x 3 methods x 3 seeds finetune cells (and their budget checks)
+    plan = load_spec("own", data=shapes).cells()
+    assert len(plan.pretrain) == 6 and len(plan.downstream) == 45
+    assert out.startswith(f"{len(plan)} cells: 6 pretraining, 45 downstream")
+    assert main(["study", "run", "own", "--data", str(tmp_path / "nope"), "--dir", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "datasets.path" in err and "is not a folder" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s").exists()
+    assert main(["study", "run", "own", "--dir", str(tmp_path / "s")]) == 2
+    assert "--data DIR" in capsys.readouterr().err
