@@ -15,7 +15,7 @@ import pytest
 from selfstudy.study.spec import expand, load_spec
 
 # The paper preset as it was recorded (before it gained ResNet50, scratch-cmc and the ResNet50 finetune
-# budget); today's preset keeps every ResNet9 cell of it (test_transfer checks that).
+# budget); today's preset keeps every pretraining cell of it (test_transfer checks that).
 PAPER = str(Path(__file__).parent / "data" / "paper_recorded.yaml")
 
 VARIANTS = {

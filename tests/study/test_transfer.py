@@ -9,7 +9,7 @@ import pytest
 from selfstudy.errors import UserError
 from selfstudy.study.baselines import baseline_of, scratch_init
 from selfstudy.study.spec import expand, load_spec
-from selfstudy.study.transfer import render_markdown, transfer_matrices, transfer_matrix
+from selfstudy.study.transfer import points_from_records, render_markdown, transfer_matrices, transfer_matrix
 
 SMOKE2 = ["datasets.factors=[TCVL, '0000']", "budget_check.mode=off"]
 
@@ -166,9 +166,10 @@ def test_the_paper_preset_keeps_every_recorded_cell_and_every_preset_validates()
 
     from selfstudy.study.estimate import summary_line
 
-    old = {c.id for c in expand(load_spec(str(Path(__file__).parent / "data" / "paper_recorded.yaml"))).all}
+    # Its pretraining cells do not depend on the finetune budgets (which the preset may retune).
+    old = {c.id for c in expand(load_spec(str(Path(__file__).parent / "data" / "paper_recorded.yaml"))).pretrain}
     new = expand(load_spec("paper"))
-    assert old <= {c.id for c in new.all}
+    assert old <= {c.id for c in new.pretrain} and len(old) == 144
     assert {c.backbone for c in new.pretrain} == {"resnet9", "resnet50"}
     assert {c.method for c in new.downstream} == {"scratch", "scratch-cmc", "vae", "rotation", "cmc", "amdim"}
     counts = {}
@@ -238,3 +239,47 @@ def test_a_task_on_one_dataset_in_two_blocks_is_refused(tmp_path):
     p.write_text(BLOCKS.replace("tasks: [segmentation, depth]", "tasks: [segmentation, depht]"))
     with pytest.raises(UserError, match="datasets\\[1\\]"):
         load_spec(p)
+
+
+def _row(dataset, method, n, seed, acc, pretrained_on=None):
+    return {"cell_id": f"{dataset}-{method}-{pretrained_on}-{n}-{seed}", "dataset": dataset, "method": method,
+            "pretrained_on": pretrained_on, "backbone": "resnet9-tiny", "task": "classification",
+            "protocol": "finetune", "n_labels": n, "seed": seed, "status": "done", "metric": "accuracy",
+            "higher_is_better": True, "test": acc, "val": acc, "steps": 10, "still_improving": False}
+
+
+def test_the_analysis_keeps_each_pretraining_dataset_an_arm_and_cmc_against_its_own_scratch():
+    from selfstudy.study.analysis import analyse, summary_rows
+    from selfstudy.study.transfer import arm_name, baseline_arm, split_arm, transfer_html
+
+    counts = (100, 300, 1000, 3000)
+    rows = []
+    for s, jitter in ((0, 0.0), (1, 0.004), (2, -0.004)):
+        for i, n in enumerate(counts):
+            base = 0.2 + 0.1 * i + jitter
+            rows.append(_row("1111", "scratch", n, s, base))
+            rows.append(_row("1111", "scratch-cmc", n, s, base - 0.05))
+            rows.append(_row("1111", "cmc", n, s, base, pretrained_on="1111"))
+            rows.append(_row("1111", "rotation", n, s, base + 0.05, pretrained_on="1111"))
+            rows.append(_row("1111", "rotation", n, s, base + 0.02, pretrained_on="0000"))
+    assert arm_name(rows[-1]) == "rotation@0000" and arm_name(rows[-2]) == "rotation"
+    assert split_arm("rotation@0000") == ("rotation", "0000") and split_arm("cmc") == ("cmc", None)
+    assert baseline_arm("cmc", ["scratch", "scratch-cmc"]) == "scratch-cmc"
+    assert baseline_arm("rotation@0000", ["scratch", "scratch-cmc"]) == "scratch"
+    analysis = analyse(rows, bootstrap=200)
+    g = analysis.groups[0]
+    assert {a for a, _ in g.arms} == {"scratch", "scratch-cmc", "cmc", "rotation", "rotation@0000"}
+    assert g.baselines == {"cmc": "scratch-cmc", "rotation": "scratch", "rotation@0000": "scratch",
+                           "scratch-cmc": "scratch"}
+    recs = summary_rows(analysis)
+    assert {(r["method"], r["baseline"]) for r in recs} >= {("cmc", "scratch-cmc"), ("rotation", "scratch")}
+    # CMC equals scratch on the full network but beats scratch-cmc at every count: its utility is > 0.
+    cmc = [r for r in recs if r["method"] == "cmc" and r["n"] == 300][0]
+    assert cmc["delta"] == pytest.approx(0.05)
+    mats = transfer_matrices(points_from_records(recs))
+    rot = next(m for m in mats if m.method == "rotation" and m.n == 300)
+    assert rot.rows == ("0000", "1111") and rot.cols == ("1111",)
+    assert rot.get("1111", "1111")[0] > rot.get("0000", "1111")[0] > 0
+    html = transfer_html(recs)
+    assert html.startswith("<h2>Transfer</h2>") and "rotation" in html and "cmc (" not in html
+    assert transfer_html([r for r in recs if "@" not in r["method"]]) == ""

@@ -26,6 +26,7 @@ from selfstudy.core.constants import BUDGET_CHECK_TOLERANCE, SCRATCH
 from selfstudy.errors import UserError
 from selfstudy.factors import Factors
 from selfstudy.study import findings as findings_mod
+from selfstudy.study import transfer as transfer_mod
 from selfstudy.study.utility import METHODS, UtilityPoint, rank_correlation, utility_curve
 
 _REQUIRED = ("dataset", "method", "backbone", "task", "protocol", "n_labels", "test")
@@ -69,6 +70,8 @@ class Group:
     utility: dict[str, list[UtilityPoint]] = field(default_factory=dict)
     flags: dict[tuple[str, int], list[dict]] = field(default_factory=dict)
     trivials: list[float] = field(default_factory=list)
+    #: finetuned arm -> the scratch arm its utility is computed against (study.transfer.baseline_arm)
+    baselines: dict[str, str] = field(default_factory=dict)
 
     @property
     def scratch(self) -> Arm | None:
@@ -135,7 +138,7 @@ def analyse(rows: Iterable[dict], utility_method: str = "isotonic", bootstrap: i
             skipped.append((row, f"its metric {metric!r} differs from the {g.metric!r} of the other "
                                  f"cells of {'/'.join(key)}"))
             continue
-        arm_key = (str(row["method"]), str(row["protocol"]))
+        arm_key = (transfer_mod.arm_name(row), str(row["protocol"]))  # method@bits if transferred
         arm = g.arms.setdefault(arm_key, Arm(*arm_key))
         n = int(row["n_labels"])
         arm.add(n, row.get("seed"), float(row["test"]))
@@ -155,11 +158,15 @@ def analyse(rows: Iterable[dict], utility_method: str = "isotonic", bootstrap: i
         for (method, protocol), arm in sorted(g.arms.items()):
             if method == SCRATCH or protocol != "finetune":
                 continue
+            # CMC against scratch on its own two-stream network when the study ran it (scratch-cmc).
+            base_name = transfer_mod.baseline_arm(method, {m for (m, p) in g.arms if p == "finetune"})
+            base = g.arms[(base_name, "finetune")] if base_name != SCRATCH else scratch
+            g.baselines[method] = base_name
             curve_seed = (seed * 1_000_003 + zlib.crc32(f"{g.dataset}|{g.backbone}|{g.task}|{method}".encode()))
             if utility_method == "powerlaw" and len(scratch.values) < 3:
                 raise UserError(f"--utility powerlaw needs scratch at 3 or more label counts; "
                                 f"{g.dataset}/{g.backbone}/{g.task} has {len(scratch.values)}")
-            points = utility_curve(dict(scratch.by_seed), dict(arm.by_seed), g.higher_is_better,
+            points = utility_curve(dict(base.by_seed), dict(arm.by_seed), g.higher_is_better,
                                    method=utility_method, bootstrap=bootstrap, seed=curve_seed % 2**63, ci=ci,
                                    trivial=g.trivial)
             g.utility[method] = points
@@ -168,12 +175,12 @@ def analyse(rows: Iterable[dict], utility_method: str = "isotonic", bootstrap: i
                 # its n_s was read from.
                 cells = list(arm.improving.get(p.n, []))
                 for N in p.scratch_used:
-                    cells += scratch.improving.get(N, [])
+                    cells += base.improving.get(N, [])
                 if cells:
                     g.flags[(method, p.n)] = cells
             lin = g.arms.get((method, "linear"))
             curves.append(findings_mod.Curve(
-                g.dataset, g.backbone, g.task, method, g.higher_is_better, dict(scratch.by_seed),
+                g.dataset, g.backbone, g.task, method, g.higher_is_better, dict(base.by_seed),
                 dict(arm.by_seed), dict(lin.by_seed) if lin else {}, points))
     methods = sorted({m for g in ordered for (m, _) in g.arms if m != SCRATCH})
     return Analysis(ordered, skipped, improving, methods, utility_method, bootstrap, ci,
@@ -205,7 +212,8 @@ def summary_rows(analysis: Analysis) -> list[dict]:
             for p in points:
                 flagged = (method, p.n) in g.flags
                 rec = point_record(p, g.task, method, dataset=g.dataset, backbone=g.backbone, metric=g.metric,
-                                   method=method, trivial=g.trivial, still_improving=flagged)
+                                   method=method, trivial=g.trivial, still_improving=flagged,
+                                   baseline=g.baselines.get(method, SCRATCH))
                 rec["utility"] = rec["value"]
                 rec["text"] = str(p) + (" †" if flagged else "")
                 out.append(rec)

@@ -38,6 +38,7 @@ from selfstudy import __version__
 from selfstudy.core.constants import SCRATCH
 from selfstudy.core.io import atomic_write_bytes, atomic_write_text
 from selfstudy.errors import UserError
+from selfstudy.study.transfer import transfer_html
 from selfstudy.study.analysis import (MIN_CORR_POINTS, Analysis, Group, _finite, analyse, apply_budget_checks,  # noqa: F401
                                       correlations as _correlations, dataset_name as _dataset_name,
                                       linear_vs_finetune, short_n as _short_n, summarise, summary_rows)
@@ -500,6 +501,7 @@ def _html_page(analysis: Analysis, record: dict, rows, figures, scatter, correla
     out.append(_summary_tables(record))
     out.append(_budget_section(list(checks)))
     out.append(_findings_section(record, figs))
+    out.append(transfer_html(summary_rows(analysis)))  # study.transfer: "" unless the study transferred
 
     # ---- figures
     out.append("<h2>Accuracy vs labels</h2><p>Primary metric on the test split at the best validation "

@@ -117,3 +117,68 @@ def render_markdown(mat: TransferMatrix, digits: int = 2) -> str:
     for r in mat.rows:
         lines.append(f"| {_name(r)} | " + " | ".join(_fmt(mat.get(r, c), digits) for c in mat.cols) + " |")
     return "\n".join(lines)
+
+
+# --- what the analysis calls ----------------------------------------------------------------------
+
+#: Between a method and the dataset it was pretrained on in an arm's name: ``rotation@0000``.
+SEP = "@"
+
+
+def arm_name(row: Mapping[str, Any]) -> str:
+    """The analysis arm of a study row: its method, or ``method@bits`` when it was pretrained on
+    another dataset than it was finetuned on (so each pretraining dataset is an arm of its own)."""
+    method, src = str(row["method"]), row.get("pretrained_on")
+    return method if not src or str(src) == str(row.get("dataset")) else f"{method}{SEP}{src}"
+
+
+def split_arm(name: str) -> tuple[str, str | None]:
+    """``(method, pretrained_on or None)`` of an arm name :func:`arm_name` gave."""
+    method, _, src = str(name).partition(SEP)
+    return method, (src or None)
+
+
+def baseline_arm(arm: str, arms: Iterable[str]) -> str:
+    """The scratch arm an arm's utility is computed against: ``scratch-<method>`` (the method's own
+    architecture from scratch, e.g. ``scratch-cmc``) when the study ran it, else ``scratch``."""
+    own = f"scratch-{split_arm(arm)[0]}"
+    return own if own in set(arms) else "scratch"
+
+
+def points_from_records(records: Iterable[Mapping[str, Any]]) -> list[dict]:
+    """Utility points for :func:`transfer_matrices` from the analysis's summary records
+    (``analysis.summary_rows``: dataset, backbone, task, method = the arm name, n, value, ci_low,
+    ci_high)."""
+    out = []
+    for r in records:
+        method, src = split_arm(r["method"])
+        out.append({"dataset": r["dataset"], "pretrained_on": src, "method": method, "backbone": r["backbone"],
+                    "task": r["task"], "n": r["n"], "value": r.get("value"), "ci_low": r.get("ci_low"),
+                    "ci_high": r.get("ci_high")})
+    return out
+
+
+def transfer_html(records: Iterable[Mapping[str, Any]]) -> str:
+    """The report's transfer section: one table per (method, backbone, task, n) that has a transferred
+    arm; "" when the study did not transfer."""
+    import html
+
+    records = list(records)
+    if not any(split_arm(r["method"])[1] for r in records):
+        return ""
+    moved = {(split_arm(r["method"])[0], r["backbone"], r["task"]) for r in records if split_arm(r["method"])[1]}
+    out = ["<h2>Transfer</h2><p>Utility of each method by the dataset it was pretrained on (rows) and the "
+           "dataset it was finetuned on (columns), against scratch on the finetuning dataset, with its "
+           "interval; the diagonal is pretraining on the same data. –: pair not run; n/m: not "
+           "measurable.</p>"]
+    for mat in transfer_matrices(points_from_records(records)):
+        if (mat.method, mat.backbone, mat.task) not in moved:
+            continue
+        text = render_markdown(mat).splitlines()
+        out.append(f"<h3>{html.escape(text[0])}</h3><table><tr><th>pretrained on \\ finetuned on</th>"
+                   + "".join(f"<th>{html.escape(_name(c))}</th>" for c in mat.cols) + "</tr>")
+        for r in mat.rows:
+            out.append(f"<tr><td class='l'>{html.escape(_name(r))}</td>"
+                       + "".join(f"<td>{html.escape(_fmt(mat.get(r, c), 2))}</td>" for c in mat.cols) + "</tr>")
+        out.append("</table>")
+    return "\n".join(out)
