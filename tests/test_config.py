@@ -120,19 +120,19 @@ def test_load_converts_by_type_hint():
 @pytest.mark.parametrize("raw, message", [
     ({"lrr": 1}, "toy: unknown option(s) lrr (did you mean 'lr'?); allowed: lr, steps, frac, every, betas, grid, mode, "
                    "flag"),
-    ({"lr": 0}, "toy: lr must be a number > 0, got 0"),
-    ({"lr": "fast"}, "toy: lr must be a number > 0, got 'fast'"),
-    ({"lr": float("nan")}, "toy: lr must be a number > 0, got nan"),
-    ({"steps": 1.5}, "toy: steps must be an integer >= 1, got 1.5"),
-    ({"steps": True}, "toy: steps must be an integer >= 1, got True"),
-    ({"frac": 2}, "toy: frac must be a number in [0, 1], got 2"),
-    ({"every": 0}, "toy: every must be an integer >= 1 or empty, got 0"),
-    ({"betas": [0.9]}, "toy: betas must be 2 comma-separated numbers, got [0.9]"),
-    ({"grid": []}, "toy: grid must be a non-empty list of numbers (each >= 0), got []"),
-    ({"grid": [0, -1]}, "toy: grid must be a non-empty list of numbers (each >= 0), got [0, -1]"),
-    ({"mode": "c"}, "toy: mode must be 'a' or 'b', got 'c'"),
-    ({"flag": 1}, "toy: flag must be true or false, got 1"),
-    ({"every": 20}, "toy: steps must be an integer >= every (20), got 10"),
+    ({"lr": 0}, "toy: lr=0 is not allowed; lr must be a number > 0"),
+    ({"lr": "fast"}, "toy: lr='fast' is not allowed; lr must be a number > 0"),
+    ({"lr": float("nan")}, "toy: lr=nan is not allowed; lr must be a number > 0"),
+    ({"steps": 1.5}, "toy: steps=1.5 is not allowed; steps must be an integer >= 1"),
+    ({"steps": True}, "toy: steps=True is not allowed; steps must be an integer >= 1"),
+    ({"frac": 2}, "toy: frac=2 is not allowed; frac must be a number in [0, 1]"),
+    ({"every": 0}, "toy: every=0 is not allowed; every must be an integer >= 1 or empty"),
+    ({"betas": [0.9]}, "toy: betas=[0.9] is not allowed; betas must be 2 comma-separated numbers"),
+    ({"grid": []}, "toy: grid=[] is not allowed; grid must be a non-empty list of numbers (each >= 0)"),
+    ({"grid": [0, -1]}, "toy: grid=[0, -1] is not allowed; grid must be a non-empty list of numbers (each >= 0)"),
+    ({"mode": "c"}, "toy: mode='c' is not allowed; mode must be 'a' or 'b'"),
+    ({"flag": 1}, "toy: flag=1 is not allowed; flag must be true or false"),
+    ({"every": 20}, "toy: steps=10 is not allowed; steps must be an integer >= every (20)"),
 ])
 def test_load_refuses_with_what_is_allowed(raw, message):
     with pytest.raises(UserError) as e:
@@ -142,13 +142,13 @@ def test_load_refuses_with_what_is_allowed(raw, message):
 
 def test_a_subclass_keeps_the_rules_of_its_parent():
     assert _Child().lr == 5e-4
-    with pytest.raises(UserError, match="toy: lr must be a number > 0, got -1"):
+    with pytest.raises(UserError, match="toy: lr=-1 is not allowed; lr must be a number > 0"):
         load(_Child, {"lr": -1})
 
 
 def test_convert_without_strings_keeps_a_string():
     assert convert("3", int, "n", "w") == 3
-    with pytest.raises(UserError, match="w: n must be an integer, got '3'"):
+    with pytest.raises(UserError, match="w: n='3' is not allowed; n must be an integer"):
         convert("3", int, "n", "w", strings=False)
 
 

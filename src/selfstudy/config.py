@@ -183,8 +183,8 @@ class Rule:
     pattern: str | None = None
     nonempty: bool = False
     allowed: str | None = None
-    #: How an error reads: "must" (``key must be <allowed>, got <value>``) or "choice" (``key <value>
-    #: is not allowed; allowed: <allowed>``, for names and patterns).
+    #: How an error reads: "must" (``key=<value> is not allowed; key must be <allowed>``) or "choice"
+    #: (``key <value> is not allowed; allowed: <allowed>``, for names and patterns).
     style: str = "must"
 
 
@@ -268,6 +268,13 @@ def load(cls: type, raw: Mapping[str, Any] | None = None, *, where: str | None =
     return obj.validate()
 
 
+def convert_field(cls: type, key: str, value: Any, where: str | None = None) -> Any:
+    """``value`` converted to field ``key`` of config class ``cls`` by its type hint, its rule checked
+    (one field of :func:`load`, for callers that route keys between configs)."""
+    return convert(value, typing.get_type_hints(cls)[key], key, cls.config_name if where is None else where,
+                   _rule_of(cls, key), cls.read_strings)
+
+
 def canonical(obj: Any) -> Any:
     """The canonical JSON-able form of a config (dataclasses as dicts, tuples as lists)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -334,7 +341,7 @@ def _message(where: str, key: str, allowed: str, value: Any, rule: Rule) -> str:
     head = f"{where}: " if where else ""
     if rule.style == "choice":
         return f"{head}{key} {value!r} is not allowed; allowed: {allowed}"
-    return f"{head}{key} must be {allowed}, got {value!r}"
+    return f"{head}{key}={value!r} is not allowed; {key} must be {allowed}"
 
 
 def _optional(hint: Any) -> bool:

@@ -46,8 +46,8 @@ def test_a_bad_argument_is_one_line_naming_it(argv, fragment, capsys):
     (["study", "cells", "quick", "lables=[100]"], "unknown key 'lables' (did you mean 'labels'?)"),
     (["study", "cells", "quick", "labels=[100,many]"], "label count 'many' is not allowed"),
     (["study", "cells", "quick", "seeds=[0,0]"], "seeds lists a seed twice"),
-    (["study", "cells", "quick", "finetune.lr=-1"], "finetune: lr must be a number > 0, got -1"),
-    (["study", "cells", "quick", "finetune.lr=fast"], "finetune: lr must be a number > 0, got 'fast'"),
+    (["study", "cells", "quick", "finetune.lr=-1"], "finetune: lr=-1 is not allowed; lr must be a number > 0"),
+    (["study", "cells", "quick", "finetune.lr=fast"], "finetune: lr='fast' is not allowed; lr must be a number > 0"),
     (["study", "cells", "quick", "methods.simclr.overrides.temprature=0.1"], "temprature"),
     (["study", "cells", "quick", "datasets.n=1234", "labels=[100,341]"], "341 needs 35 images per class"),
     (["study", "cells", "quick", "linear.weight_decays=[]"], "weight_decays must be a non-empty list"),
@@ -89,12 +89,13 @@ def test_a_subcommand_that_fails_to_import_is_an_error(monkeypatch):
 
 
 @pytest.mark.parametrize("override, fragment", [
-    ("lr=-1", "rotation: lr must be a number > 0, got -1"),
-    ("betas=0.9", "rotation: betas must be two numbers in [0, 1), got 0.9"),
-    ("cutout=maybe", "rotation: cutout must be true or false, got 'maybe'"),
-    ("grad_clip=big", "train config: grad_clip must be a number or empty, got 'big'"),
-    ("optimizer=sgdd", "train config: optimizer='sgdd' is not allowed; allowed: adam"),
-    ("grad_clip=-1", "train config: grad_clip=-1.0 is not allowed"),
+    ("lr=-1", "rotation: lr=-1 is not allowed; lr must be a number > 0"),
+    ("betas=0.9", "rotation: betas=0.9 is not allowed; betas must be two numbers in [0, 1)"),
+    ("cutout=maybe", "rotation: cutout='maybe' is not allowed; cutout must be true or false"),
+    ("grad_clip=big", "train config: grad_clip='big' is not allowed; grad_clip must be a number > 0 or empty"),
+    ("optimizer=sgdd", "train config: optimizer 'sgdd' is not allowed; allowed: adam, adamw, sgd"),
+    ("grad_clip=-1", "train config: grad_clip=-1 is not allowed; grad_clip must be a number > 0 or empty"),
+    ("max_steps=0", "train config: max_steps=0 is not allowed; max_steps must be an integer >= 1 or empty"),
 ])
 def test_a_bad_method_value_is_refused_before_any_data_is_made(override, fragment, tmp_path, monkeypatch,
                                                                 capsys):

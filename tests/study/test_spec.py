@@ -183,8 +183,8 @@ def test_presets_load_and_overrides_apply(tmp_path):
     ({"finetune": {"epochz": 3}}, "finetune: .*epochz"),
     ({"finetune": {"max_steps": 0}}, "finetune: .*max_steps"),
     ({"linear": {"stepz": 3}}, "linear: .*stepz"),
-    ({"knn": {"k": 0}}, "knn: k must be an integer >= 1, got 0"),
-    ({"datasets": {"factors": ["TCVL"], "multi": "yes"}}, "datasets.multi must be true or false, got 'yes'"),
+    ({"knn": {"k": 0}}, "knn: .*k=0"),
+    ({"datasets": {"factors": ["TCVL"], "multi": "yes"}}, "datasets.multi='yes' is not allowed; datasets.multi must be true or false"),
 ])
 def test_bad_specs_are_one_line_user_errors(change, fragment):
     with pytest.raises(UserError, match=fragment) as e:
@@ -329,7 +329,7 @@ def test_a_key_given_twice_in_a_spec_file_is_refused(tmp_path):
 
 def test_spec_strings_stay_strings():
     # YAML already typed the spec: a quoted 'yes' or '600' is a string, not a boolean or a number.
-    with pytest.raises(UserError, match="datasets.n must be a whole number >= 1, got '600'"):
+    with pytest.raises(UserError, match="datasets.n='600' is not allowed; datasets.n must be a whole number >= 1"):
         spec_from_dict(_raw(datasets={"factors": ["TCVL"], "n": "600"}))
 
 

@@ -126,7 +126,7 @@ def test_overrides_are_routed_and_checked():
     assert split_overrides(METHODS["cmc"], {"momentum": "0.5"}) == ({"momentum": "0.5"}, {})
     with pytest.raises(UserError, match=r"unknown option\(s\) temprature for simclr; allowed: .*temperature"):
         split_overrides(METHODS["simclr"], {"temprature": "0.1"})
-    with pytest.raises(UserError, match="train config: steps must be an integer or empty, got 'many'"):
+    with pytest.raises(UserError, match="train config: steps='many' is not allowed; steps must be an integer > 0 or empty"):
         split_overrides(METHODS["rotation"], {"steps": "many"})
 
 

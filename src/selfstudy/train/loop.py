@@ -38,11 +38,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 from torch import nn
 
+from selfstudy.config import Config, option
 from selfstudy.core import distributed
 from selfstudy.core.constants import PRECISIONS
 from selfstudy.core.device import autocast, autocast_dtype
@@ -64,7 +65,7 @@ class TrainingDiverged(UserError):
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Config):
     """How to train. Defaults are the paper's (docs/PAPER.md §4.5, §6.1).
 
     Length: give ``epochs`` (real passes over the data, may be fractional) *or* ``steps``. Note that
@@ -85,76 +86,36 @@ class TrainConfig:
     unset, ``$SELFSTUDY_THREADS``; if that is unset too, torch's default.
     """
 
-    epochs: float | None = None
-    steps: int | None = None
-    min_steps: int = 0
-    max_steps: int | None = None
-    batch_size: int = 256
-    lr: float = 1e-3
-    final_lr: float = 1e-6
-    weight_decay: float = 1e-4
-    betas: tuple[float, float] = (0.8, 0.999)
-    eps: float = 1e-8
-    sgd_momentum: float = 0.9
-    warmup_epochs: float = 5.0
-    warmup_max_fraction: float = 0.1
-    optimizer: str = "adam"
-    precision: str = "fp32"
+    config_name: ClassVar[str] = "train config"
+
+    epochs: float | None = option(None, gt=0)
+    steps: int | None = option(None, gt=0)
+    min_steps: int = option(0, ge=0)
+    max_steps: int | None = option(None, ge=1)
+    batch_size: int = option(256, gt=0)
+    lr: float = option(1e-3, ge=0)
+    final_lr: float = option(1e-6, ge=0)
+    weight_decay: float = option(1e-4, ge=0)
+    betas: tuple[float, float] = option((0.8, 0.999), ge=0, lt=1, allowed="two numbers in [0, 1), e.g. (0.8, 0.999)")
+    eps: float = option(1e-8, ge=0)
+    sgd_momentum: float = option(0.9, ge=0)
+    warmup_epochs: float = option(5.0, ge=0)
+    warmup_max_fraction: float = option(0.1, ge=0, le=1)
+    optimizer: str = option("adam", choices=OPTIMIZERS, style="choice", allowed=", ".join(OPTIMIZERS))
+    precision: str = option("fp32", choices=PRECISIONS, style="choice", allowed=", ".join(PRECISIONS))
     channels_last: bool = False
-    grad_clip: float | None = None
-    checkpoint_every: int = 500
-    seed: int = 0
-    threads: int | None = None
+    grad_clip: float | None = option(None, gt=0)
+    checkpoint_every: int = option(500, ge=0, allowed="an integer >= 0 (0: only at the end)")
+    seed: int = option(0, ge=0)
+    threads: int | None = option(None, gt=0)
 
-    def validate(self) -> "TrainConfig":
-        """Raise :class:`UserError` naming the first bad field and what it may be; return ``self``."""
-        def bad(name: str, allowed: str) -> UserError:
-            return UserError(f"train config: {name}={getattr(self, name)!r} is not allowed; {allowed}")
-
-        def number(v: Any) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-        def integer(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
+    def check(self) -> None:
+        """Exactly one of ``epochs`` and ``steps``; ``max_steps`` no smaller than ``min_steps``."""
         if (self.epochs is None) == (self.steps is None):
             raise UserError(f"train config: give exactly one of epochs (passes over the data) or steps; "
                             f"got epochs={self.epochs!r}, steps={self.steps!r}")
-        if self.epochs is not None and not (number(self.epochs) and self.epochs > 0):
-            raise bad("epochs", "it must be a number > 0")
-        if self.steps is not None and not (integer(self.steps) and self.steps > 0):
-            raise bad("steps", "it must be an integer > 0")
-        if not (integer(self.min_steps) and self.min_steps >= 0):
-            raise bad("min_steps", "it must be an integer >= 0")
-        if self.max_steps is not None and not (integer(self.max_steps)
-                                               and self.max_steps >= max(1, self.min_steps)):
-            raise bad("max_steps", f"it must be an integer >= max(1, min_steps={self.min_steps}) or None")
-        if not (integer(self.batch_size) and self.batch_size > 0):
-            raise bad("batch_size", "it must be an integer > 0")
-        for name in ("lr", "final_lr", "weight_decay", "eps", "sgd_momentum", "warmup_epochs"):
-            if not (number(getattr(self, name)) and getattr(self, name) >= 0):
-                raise bad(name, "it must be a number >= 0")
-        if not (number(self.warmup_max_fraction) and 0 <= self.warmup_max_fraction <= 1):
-            raise bad("warmup_max_fraction", "it must be a number in [0, 1]")
-        if not (isinstance(self.betas, (tuple, list)) and len(self.betas) == 2
-                and all(number(b) and 0 <= b < 1 for b in self.betas)):
-            raise bad("betas", "it must be two numbers in [0, 1), e.g. (0.8, 0.999)")
-        self.betas = tuple(float(b) for b in self.betas)
-        if self.optimizer not in OPTIMIZERS:
-            raise bad("optimizer", f"allowed: {', '.join(OPTIMIZERS)}")
-        if self.precision not in PRECISIONS:
-            raise bad("precision", f"allowed: {', '.join(PRECISIONS)}")
-        if not isinstance(self.channels_last, bool):
-            raise bad("channels_last", "it must be true or false")
-        if self.grad_clip is not None and not (number(self.grad_clip) and self.grad_clip > 0):
-            raise bad("grad_clip", "it must be a number > 0 or None")
-        if not (integer(self.checkpoint_every) and self.checkpoint_every >= 0):
-            raise bad("checkpoint_every", "it must be an integer >= 0 (0: only at the end)")
-        if not (integer(self.seed) and self.seed >= 0):
-            raise bad("seed", "it must be an integer >= 0")
-        if self.threads is not None and not (integer(self.threads) and self.threads > 0):
-            raise bad("threads", "it must be an integer > 0 or None")
-        return self
+        self.require(self.max_steps is None or self.max_steps >= max(1, self.min_steps), "max_steps",
+                     f"an integer >= max(1, min_steps={self.min_steps}) or empty")
 
     def total_steps(self, steps_per_epoch: int) -> int:
         """Optimizer steps in the run for ``steps_per_epoch`` batches per pass."""

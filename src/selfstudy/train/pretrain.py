@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import typing
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -34,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfstudy.config import convert, parse_overrides
+from selfstudy.config import convert_field, parse_overrides
 from selfstudy.core import distributed
 from selfstudy.core.constants import PRECISIONS
 from selfstudy.core.device import resolve_device
@@ -104,7 +103,7 @@ def split_overrides(method_cls: type, overrides: Mapping[str, Any] | Sequence[st
     the method's config has (its hyper-parameters, and the shared ``lr``, ``batch_size``, ``epochs``
     ...) goes to the method, which converts it; the remaining train-loop keys (``steps``,
     ``optimizer``, ``grad_clip``, ``checkpoint_every`` ...) to the train config, converted here to their
-    field type (:func:`selfstudy.config.convert`).
+    field type and checked against its rule (:func:`selfstudy.config.convert_field`).
     """
     if overrides is None:
         overrides = {}
@@ -120,8 +119,7 @@ def split_overrides(method_cls: type, overrides: Mapping[str, Any] | Sequence[st
         raise UserError(f"unknown option(s) {', '.join(unknown)} for {method_cls.name}; allowed: "
                         f"{', '.join(method_keys)} (method), {', '.join(train_keys)} (training){hint}")
     m = {k: v for k, v in overrides.items() if k in method_keys}
-    hints = typing.get_type_hints(TrainConfig)
-    t = {k: convert(v, hints[k], k, "train config") for k, v in overrides.items() if k in train_keys}
+    t = {k: convert_field(TrainConfig, k, v) for k, v in overrides.items() if k in train_keys}
     return m, t
 
 
