@@ -34,7 +34,8 @@ def _fails(argv, capsys):
     (["study", "frob"], "invalid choice: 'frob'"),
     (["study", "cells"], "the following arguments are required: SPEC_OR_PRESET"),
     (["report", "somewhere", "--bootstrap", "lots"], "argument --bootstrap: 'lots' is not allowed"),
-    (["bench", "--timeout", "soon"], "argument --timeout: 'soon' is not allowed; it must be a number"),
+    (["bench", "--timeout", "soon"], "argument --timeout: 'soon' is not allowed; it must be a number > 0"),
+    (["bench", "--timeout", "-5"], "argument --timeout: '-5' is not allowed; it must be a number > 0"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     (["--bogus"], "unrecognized arguments: --bogus"),
 ])

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from selfstudy.cli.main import positive_number
+
 EPILOG = """\
 examples:
   selfstudy bench                       run every benchmark, one JSON line each
@@ -48,7 +50,7 @@ def register(subparsers) -> None:
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     p.add_argument("--args", default="", metavar="STRING",
                    help="arguments passed to each script, as one quoted string")
-    p.add_argument("--timeout", type=float, default=1800, help="seconds per benchmark (default: %(default)s)")
+    p.add_argument("--timeout", type=positive_number, default=1800, help="seconds per benchmark (default: %(default)s)")
     p.set_defaults(func=run)
 
 

@@ -29,6 +29,17 @@ _INVALID = re.compile(r"^argument (?P<arg>.+?): invalid (?P<type>\w+) value: (?P
 _UNRECOGNIZED = re.compile(r"^unrecognized arguments: (?P<args>.*)$")
 
 
+def positive_number(text: str) -> float:
+    """An argparse ``type``: a finite number > 0 (seconds, fractions)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; it must be a number > 0, e.g. 600")
+    return value
+
+
 class Parser(argparse.ArgumentParser):
     """The parser of ``selfstudy`` and of every subcommand (``add_subparsers`` makes its sub-parsers of
     the parser's own class): a bad argument is one line on stderr that names the argument and what it
