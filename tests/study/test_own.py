@@ -222,6 +222,11 @@ def test_headline_is_for_imported_data_only(shapes):
     assert head[1].strip().startswith("at 102 labels, simclr reaches what scratch would need about")
     assert any(ln.startswith("dataset shapes (imported, 32 px") for ln in head)
     assert "  circle        34      8      8" in head
+    rows += _rows({"weights:imnet": lambda n: scratch_curve(n) + 0.02})
+    head = headline(rows, {"datasets": {"path": str(shapes)}, "utility": {"baseline": "weights:imnet"}},
+                    bootstrap=50)
+    assert "simclr reaches what weights:imnet would need" in head[1]
+    assert head[2].startswith("(these sentences are against weights:imnet")
 
 
 def test_the_own_preset_needs_data(shapes):
@@ -276,3 +281,11 @@ def test_the_cli_takes_data_and_refuses_a_bad_folder(shapes, tmp_path, capsys):
     assert not (tmp_path / "s").exists()
     assert main(["study", "run", "own", "--dir", str(tmp_path / "s")]) == 2
     assert "--data DIR" in capsys.readouterr().err
+
+
+def test_an_arm_that_learned_nothing_is_not_measurable():
+    rows = _rows({"scratch": scratch_curve, "flat": lambda n: 1 / 3})
+    for r in rows:
+        r["trivial"] = 1 / 3  # the majority-class rate of three balanced classes
+    line = answer_lines(rows, bootstrap=50)[1]
+    assert line.startswith("  at 102 labels, flat: not measurable (") and "trivial" in line

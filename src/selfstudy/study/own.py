@@ -21,10 +21,13 @@ import math
 from collections import defaultdict
 from typing import Any, Iterable, Mapping
 
+import numpy as np
+
 from selfstudy.core.constants import SCRATCH
 from selfstudy.errors import UserError
 import selfstudy.study.arms as arms
 import selfstudy.study.utility as utility
+from selfstudy.study.analysis import row_trivial
 from selfstudy.study.imported import read_imported
 
 #: The preset this module answers for.
@@ -43,8 +46,13 @@ def headline(rows: Iterable[Mapping], spec: Mapping[str, Any] | None, *, utility
         lines = read_imported(path, "report").lines()
     except UserError as e:
         lines = [f"dataset at {path}: {e}"]
-    return answer_lines(rows, arms.baseline_of(spec), utility_method=utility_method, bootstrap=bootstrap,
-                        ci=ci, seed=seed) + [""] + lines
+    baseline = arms.baseline_of(spec)
+    # The study's utility table is the analysis's, against scratch (and scratch-<arch> arms) until it
+    # takes a baseline argument: say so when the sentences read another baseline.
+    note = ([f"(these sentences are against {baseline} (utility.baseline); the utility table below is "
+             f"against scratch)"] if baseline != SCRATCH else [])
+    return answer_lines(rows, baseline, utility_method=utility_method, bootstrap=bootstrap,
+                        ci=ci, seed=seed) + note + [""] + lines
 
 
 def answer_lines(rows: Iterable[Mapping], baseline: str = SCRATCH, *, utility_method: str = "isotonic",
@@ -53,12 +61,16 @@ def answer_lines(rows: Iterable[Mapping], baseline: str = SCRATCH, *, utility_me
     ``baseline`` arm (``scratch`` by default; any arm of the study, e.g. ``weights:imagenet``)."""
     groups: dict[tuple, dict[str, dict[int, dict[int, float]]]] = defaultdict(lambda: defaultdict(dict))
     hib: dict[tuple, bool] = {}
+    trivials: dict[tuple, list[float]] = defaultdict(list)
     for r in rows:
         if r.get("protocol") != "finetune" or r.get("test") is None or not _finite(r.get("test")):
             continue
         key = (str(r["dataset"]), str(r["backbone"]), str(r["task"]))
         groups[key][str(r["method"])].setdefault(int(r["n_labels"]), {})[int(r.get("seed") or 0)] = float(r["test"])
         hib[key] = bool(r.get("higher_is_better", True))
+        t = row_trivial(r)
+        if t is not None:
+            trivials[key].append(t)
     out = []
     for key in sorted(groups):
         arms_ = groups[key]
@@ -74,22 +86,26 @@ def answer_lines(rows: Iterable[Mapping], baseline: str = SCRATCH, *, utility_me
         seeds = sorted({s for m in [baseline, *others] for v in arms_[m].values() for s in v})
         out.append(f"{where} ({len(seeds)} seed{'s' if len(seeds) != 1 else ''}, {ci:.0%} intervals):")
         for m in others:
+            trivial = float(np.median(trivials[key])) if trivials[key] else None
             out.append("  " + sentence(arms_[baseline], arms_[m], m, baseline, hib[key],
-                                       utility_method=utility_method, bootstrap=bootstrap, ci=ci, seed=seed))
+                                       utility_method=utility_method, bootstrap=bootstrap, ci=ci, seed=seed,
+                                       trivial=trivial))
     return out
 
 
 def sentence(base: Mapping[int, Mapping[int, float]], arm: Mapping[int, Mapping[int, float]], method: str,
              baseline: str = SCRATCH, higher_is_better: bool = True, *, utility_method: str = "isotonic",
-             bootstrap: int = 1000, ci: float = 0.95, seed: int = 0) -> str:
+             bootstrap: int = 1000, ci: float = 0.95, seed: int = 0, trivial: float | None = None) -> str:
     """The plain answer for ``method`` against ``baseline`` at the largest label count ``arm`` was
-    measured at. ``base``/``arm``: label count -> {seed: primary metric}."""
+    measured at. ``base``/``arm``: label count -> {seed: primary metric}; ``trivial``: the task's
+    trivial score (the signal guard of :func:`selfstudy.study.utility.utility_curve`), as the report's
+    analysis reads it from the rows."""
     seeds = sorted({s for v in list(base.values()) + list(arm.values()) for s in v})
     b = {n: [v.get(s, math.nan) for s in seeds] for n, v in base.items()}
     a = {n: [v.get(s, math.nan) for s in seeds] for n, v in arm.items()}
     n = max(a)
     try:
-        point = _point_at(b, a, n, higher_is_better, utility_method, bootstrap, ci, seed)
+        point = _point_at(b, a, n, higher_is_better, utility_method, bootstrap, ci, seed, trivial)
     except UserError as e:
         return f"at {n} labels, {method}: no utility ({e})"
     n_max, n_min = max(b), min(b)
@@ -99,7 +115,7 @@ def sentence(base: Mapping[int, Mapping[int, float]], arm: Mapping[int, Mapping[
         return (f"at {n} labels, {method} does no better than {baseline} with {n_min} labels, the fewest "
                 f"measured (utility ≤ {point.value:.2f}): pretraining does not help here")
     if point.kind == "lower":
-        proj = _projection(b, a, n, higher_is_better, bootstrap, ci, seed)
+        proj = _projection(b, a, n, higher_is_better, bootstrap, ci, seed, trivial)
         if proj is None:
             return (f"at {n} labels, {method} beats {baseline} at every measured count: {baseline} would need "
                     f"more than {n_max} labels (utility ≥ {point.value:.2f}); beyond the measured range a "
@@ -121,19 +137,20 @@ def sentence(base: Mapping[int, Mapping[int, float]], arm: Mapping[int, Mapping[
     return text
 
 
-def _point_at(b, a, n, hib, method, bootstrap, ci, seed):
-    points = utility.utility_curve(b, a, hib, method=method, bootstrap=bootstrap, seed=seed, ci=ci)
+def _point_at(b, a, n, hib, method, bootstrap, ci, seed, trivial=None):
+    points = utility.utility_curve(b, a, hib, method=method, bootstrap=bootstrap, seed=seed, ci=ci,
+                                   trivial=trivial)
     return next(p for p in points if p.n == n)
 
 
-def _projection(b, a, n, hib, bootstrap, ci, seed):
+def _projection(b, a, n, hib, bootstrap, ci, seed, trivial=None):
     """The power-law point at ``n`` when the fit extrapolates there (None where the fit is missing from
     this version of :mod:`selfstudy.study.utility`, needs more counts, or does not reach the level)."""
     if "powerlaw" not in utility.METHODS or len(b) < 3:
         return None
     try:
         p = _point_at(b, {n: a[n]}, n, hib, "powerlaw", min(bootstrap, getattr(utility, "POWERLAW_RESAMPLES",
-                                                                                 200)), ci, seed)
+                                                                                 200)), ci, seed, trivial)
     except (UserError, StopIteration, RuntimeError, ValueError):
         return None
     return p if p.kind == "extrapolated" and _finite(p.n_scratch_equiv) else None
