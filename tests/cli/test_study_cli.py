@@ -75,8 +75,9 @@ def test_run_status_report(tmp_path, spec_file, monkeypatch, capsys):
 def test_cells_dry_run(spec_file, capsys):
     assert main(["study", "cells", str(spec_file)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("5 cells: 1 pretraining, 4 downstream")
-    assert out.count("downstream  TCVL") == 4
+    # budget: auto by default: each of the 4 finetune cells has its first check at twice the budget
+    assert out.startswith("9 cells: 1 pretraining, 4 downstream, 4 budget checks")
+    assert out.count("downstream  TCVL") == 4 and out.count("check       TCVL") == 4
     assert main(["study", "cells", "paper", "--count"]) == 0
     out = capsys.readouterr().out
     # 12 datasets x 4 methods x 3 seeds; pose is skipped on the 6 fixed-viewpoint datasets:
@@ -86,6 +87,25 @@ def test_cells_dry_run(spec_file, capsys):
     assert out.startswith(f"{144 + 18 * 5 * 2 * 8 * 3 + checks} cells: 144 pretraining, "
                           f"{18 * 5 * 2 * 8 * 3} downstream, {checks} budget checks")
     assert out.count("note: skipped task pose") == 6
+
+
+def test_cells_count_prints_the_finetune_budgets_in_samples(spec_file, capsys):
+    assert main(["study", "cells", str(spec_file), "--count"]) == 0
+    out = capsys.readouterr().out
+    # The default Budget: clamp(ceil(200 n / 128), 500, 10000) steps x 128
+    assert ("finetune budget, resnet9-tiny: samples seen per label count (planned steps x batch 128; early "
+            "stopping may end a run sooner): n=100 64k (below the original 2M), n=1000 200k (below the "
+            "original 2M)") in out
+    assert "budget checks: 4 cell(s) re-run at x2 their budget" in out
+    # The paper presets plan at least the original protocol's samples at every label count.
+    outs = {}
+    for preset in ("paper", "paper-dense", "paper-transfer"):
+        assert main(["study", "cells", preset, "--count"]) == 0
+        outs[preset] = out = capsys.readouterr().out
+        assert "finetune budget, " in out and "below the original" not in out
+    assert ("finetune budget, resnet9: samples seen per label count (planned steps x batch 128; early "
+            "stopping may end a run sooner): n=100 2M, n=250 2M, n=1000 2M, n=4000 6M, n=20000 30M, "
+            "n=50000 30M (cap), n=100000 30M (cap), n=200000 30M (cap)") in outs["paper"]
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -115,3 +115,11 @@ def test_resolve_rows_gives_each_row_its_counted_attempt_and_flags():
     rec = decision_record(rows[0], checks[:3], {"cap": 8})
     assert (rec["status"], rec["counted_id"], rec["counted_factor"]) == ("not_converged", "a8", 8.0)
     assert [x["cell_id"] for x in rec["attempts"]] == ["a", "a2", "a4", "a8"]
+
+
+def test_original_samples():
+    from selfstudy.study.autobudget import original_samples
+
+    assert [original_samples(n) for n in (100, 4000, 19999, 20000, 200000)] == [2_000_000] * 3 + [30_000_000] * 2
+    assert original_samples(50000, "resnet50") == 40_000_000 and original_samples(100, "resnet50") == 2_000_000
+    assert original_samples(100, dense=True) == original_samples(200000, dense=True) == 8_000_000

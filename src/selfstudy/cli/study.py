@@ -33,7 +33,7 @@ _STATUS_EPILOG = """examples:
 
 _CELLS_EPILOG = """examples:
   selfstudy study cells quick                       # every cell of the quick preset, with its id
-  selfstudy study cells paper --count               # just how many
+  selfstudy study cells paper --count               # how many, GPU-hours, budgets in samples seen
   selfstudy study cells my_study.yaml labels=[100]
   selfstudy study cells own --data data/mine --count"""
 
@@ -99,7 +99,9 @@ def register(subparsers) -> None:
                        epilog=_CELLS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("spec", metavar="SPEC_OR_PRESET")
     c.add_argument("overrides", nargs="*", default=[], metavar="key.sub=value")
-    c.add_argument("--count", action="store_true", help="print only the numbers of cells")
+    c.add_argument("--count", action="store_true",
+                   help="print only the numbers of cells, the estimated GPU-hours and the finetune budgets "
+                        "as samples seen per label count")
     c.add_argument("--data", type=Path, default=None, metavar="DIR",
                    help="an imported dataset folder instead of the spec's datasets (as for study run)")
     c.set_defaults(func=run_cells)
@@ -142,6 +144,10 @@ def run_cells(args) -> int:
         from selfstudy.study.estimate import summary_line
 
         print(summary_line(plan))
+        from selfstudy.study.autobudget import budget_lines
+
+        for line in budget_lines(plan):
+            print(line)
         for note in plan.notes:
             print(f"note: {note}")
     else:

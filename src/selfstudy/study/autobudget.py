@@ -349,3 +349,72 @@ def record_decisions(spec, plan, db) -> int:
                                                    spec.budget_check))
             n += 1
     return n
+
+
+# --- plans in samples seen ------------------------------------------------------------------------
+
+#: Label count from which the original protocol trains 600 rounds (800 for ResNet50) instead of 200.
+ORIGINAL_LARGE_N = 20_000
+
+
+def original_samples(n: int, backbone: str = "resnet9", dense: bool = False) -> int:
+    """Samples the original protocol finetunes on ``n`` labels for (docs/PAPER.md §5.2-5.3): 200 rounds
+    of 10k (tiled) samples below 20k labels (2M), 600 rounds of 50k-image blocks from 20k (30M), 800
+    for ResNet50 (40M); dense tasks: 800 rounds of 10k-image blocks (8M) at every label count."""
+    if dense:
+        return 800 * 10_000
+    if n < ORIGINAL_LARGE_N:
+        return 200 * 10_000
+    return (800 if backbone.startswith("resnet50") else 600) * 50_000
+
+
+def _count(x: float) -> str:
+    for div, unit in ((1e6, "M"), (1e3, "k")):
+        if x >= div:
+            return f"{x / div:.3g}{unit}"
+    return f"{x:g}"
+
+
+def budget_lines(plan) -> list[str]:
+    """The finetune budgets of a plan as samples seen (planned steps x batch size) per label count, one
+    line per distinct (backbone, budget), beside the original protocol's samples (:func:`original_samples`);
+    ``(cap)`` marks a count whose plan ``max_steps`` cut, ``(below the original)`` one whose plan is
+    smaller than the original's. Then one line on the budget checks (``budget: auto``)."""
+    from selfstudy.tasks import get_task
+    from selfstudy.train.budget import Budget
+
+    groups: dict[tuple, dict] = {}
+    for c in plan.downstream:
+        if c.protocol != "finetune":
+            continue
+        key = (c.backbone, json_key(c.config["budget"]))
+        g = groups.setdefault(key, {"budget": Budget.from_overrides(dict(c.config["budget"])), "ns": set(),
+                                    "dense": get_task(c.task).dense})
+        g["ns"].add(int(c.n_labels))
+    lines = []
+    for (backbone, _), g in sorted(groups.items(), key=lambda kv: kv[0][0]):
+        b: Budget = g["budget"]
+        parts = []
+        for n in sorted(g["ns"]):
+            steps = b.planned_steps(n)
+            samples = steps * b.batch_size
+            tags = []
+            if steps == b.max_steps and math.ceil(b.epochs * n / b.batch_size) > b.max_steps:
+                tags.append("cap")
+            if samples < original_samples(n, backbone, g["dense"]):
+                tags.append(f"below the original {_count(original_samples(n, backbone, g['dense']))}")
+            parts.append(f"n={n} {_count(samples)}" + (f" ({', '.join(tags)})" if tags else ""))
+        lines.append(f"finetune budget, {backbone}: samples seen per label count (planned steps x batch "
+                     f"{b.batch_size}; early stopping may end a run sooner): " + ", ".join(parts))
+    checks = [c for c in plan.checks]
+    if checks:
+        f = sorted({c.config.get("budget_factor") for c in checks})
+        lines.append(f"budget checks: {len(checks)} cell(s) re-run at " + "/".join(f"x{x:g}" for x in f)
+                     + " their budget; with budget: auto each one that still gains doubles again up to the cap")
+    return lines
+
+
+def json_key(d: Mapping) -> str:
+    import json
+
+    return json.dumps(d, sort_keys=True, default=str)
