@@ -97,3 +97,28 @@ def test_f5_and_all_findings_on_one_backbone():
     big = make_curve(lambda n: 0.3, backbone="resnet50")
     small = make_curve(lambda n: 0.02, backbone="resnet9")
     assert f5([big, small])["verdict"] in ("supported", "inconclusive")
+
+
+def test_undefined_statistics_are_null_in_summary_json():
+    import json
+
+    from selfstudy.study.analysis import json_safe
+
+    # Three identical methods on two tasks: every rank is tied, Kendall τ is undefined (NaN).
+    curves = [make_curve(lambda n: 0.1, task=t, method=m, noise=0.0) for t in ("a", "b") for m in ("x", "y", "z")]
+    out = json_safe(findings(curves))
+    text = json.dumps(out, allow_nan=False)  # strict JSON: no NaN
+    f2 = json.loads(text)[1]
+    assert f2["id"] == "F2" and f2["verdict"] in ("inconclusive", "not measured")
+
+
+def test_f2_rankings_that_flip_between_tasks_support_and_equal_ones_contradict():
+    from selfstudy.study.findings import f2
+
+    rng = np.random.default_rng(4)
+    gains = {"x": 0.02, "y": 0.08, "z": 0.15}
+    same = [make_curve(lambda n, g=g: g, task=t, method=m, rng=rng) for t in ("a", "b") for m, g in gains.items()]
+    flipped = [make_curve(lambda n, g=(g if t == "a" else 0.17 - g): g, task=t, method=m, rng=rng)
+               for t in ("a", "b") for m, g in gains.items()]
+    assert f2(same)["verdict"] == "contradicted" and f2(same)["summary"]["tau"] == pytest.approx(1.0)
+    assert f2(flipped)["verdict"] == "supported" and f2(flipped)["summary"]["tau"] == pytest.approx(-1.0)

@@ -224,7 +224,7 @@ def summarise(analysis: Analysis, checks: list[dict] | None = None) -> dict:
     """The JSON-able summary of a study (``summary.json``): the point records of every utility, the
     findings, the trivial baselines and the flags."""
     points = summary_rows(analysis)
-    return {
+    return json_safe({
         "selfstudy": __version__,
         "utility_method": analysis.utility_method,
         "ci": analysis.ci,
@@ -244,7 +244,23 @@ def summarise(analysis: Analysis, checks: list[dict] | None = None) -> dict:
             "extrapolated": sum(p["kind"] == "extrapolated" for p in points),
             "budget_checks_under_budget": sum(bool(t.get("under_budget")) for t in checks or []),
         },
-    }
+    })
+
+
+def json_safe(obj):
+    """``obj`` with every non-finite float (an undefined τ, a NaN value) as None, tuples as lists and
+    numpy scalars as Python numbers, so that it is strict JSON."""
+    if isinstance(obj, Mapping):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(float(obj)) else None
+    return obj
 
 
 def apply_budget_checks(rows: Iterable[dict], checks: Iterable[dict],

@@ -35,6 +35,7 @@ F4/F5 are supported when some interval excludes 0 and contradicted when every in
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -219,23 +220,28 @@ def f2(curves: list[Curve], ci: float = 0.95, rng=None) -> dict:
             sa = np.stack([_scores(tasks[ta][m], ns, seeds) for m in methods])  # (M, S)
             sb = np.stack([_scores(tasks[tb][m], ns, seeds) for m in methods])
             tau = float(stats.kendalltau(sa.mean(1), sb.mean(1)).statistic)
-            if len(seeds) >= 2:
-                idx = rng.integers(0, len(seeds), size=(RESAMPLES, len(seeds)))
-                bt = np.array([stats.kendalltau(sa[:, i].mean(1), sb[:, i].mean(1)).statistic for i in idx])
-                boots.append(np.nan_to_num(bt))
-            taus.append(tau)
             evidence.append({"dataset": dataset, "backbone": backbone, "tasks": [ta, tb], "methods": methods,
                              "tau": tau, "best": [methods[int(np.argmax(sa.mean(1)))],
                                                   methods[int(np.argmax(sb.mean(1)))]]})
+            if not math.isfinite(tau):
+                continue  # every method tied on a task: no ranking to compare
+            if len(seeds) >= 2:
+                idx = rng.integers(0, len(seeds), size=(RESAMPLES, len(seeds)))
+                boots.append(np.array([stats.kendalltau(sa[:, i].mean(1), sb[:, i].mean(1)).statistic
+                                       for i in idx]))
+            taus.append(tau)
     if not evidence:
         return _finding("F2", "not measured", "needs two tasks on the same dataset and backbone with the same "
                                               "3 or more pretraining methods")
+    if not taus:
+        return _finding("F2", "inconclusive", "the methods are tied on a task: no ranking to compare", evidence)
     m = float(np.mean(taus))
+    lo = hi = None
     if len(boots) == len(taus):
-        dist = np.mean(np.stack(boots), axis=0)
-        lo, hi = (float(q) for q in np.percentile(dist, [50 * (1 - ci), 50 * (1 + ci)]))
-    else:
-        lo = hi = None
+        dist = np.nanmean(np.stack(boots), axis=0)  # a resample whose methods tie has no τ
+        dist = dist[np.isfinite(dist)]
+        if dist.size:
+            lo, hi = (float(q) for q in np.percentile(dist, [50 * (1 - ci), 50 * (1 + ci)]))
     if lo is None:
         verdict = "inconclusive"
     else:
