@@ -385,3 +385,16 @@ def test_a_database_from_before_the_typed_config_layer_gets_todays_ids(tmp_path)
         assert sorted(r["cell_id"] for r in db.rows(status=None, kind=None)) == sorted(new)
     assert set(old) - set(new) == {"9dbea7911344b8b3", "c200c08dcba90356", "0a52c343047e09b7",
                                    "f361db1510a3ea99", "f1234054d6f04a84"}
+
+
+def test_rows_show_the_recipe_a_grid_chose(tmp_path):
+    with ResultsDB(tmp_path / "r.sqlite") as db:
+        a, b = _cell(n=100), _cell(n=1000)
+        db.add_cells([a, b])
+        db.finish(a.id, {**_result(), "chosen_lr": 3e-3, "chosen_weight_decay": 0.0,
+                         "recipe_grid": [{"lr": 1e-3, "weight_decay": 0.0, "val": 0.4}]})
+        db.finish(b.id, _result())
+        rows = {r["cell_id"]: r for r in db.rows()}
+        assert (rows[a.id]["chosen_lr"], rows[a.id]["chosen_weight_decay"]) == (3e-3, 0.0)
+        assert rows[a.id]["result"]["recipe_grid"][0]["val"] == 0.4
+        assert (rows[b.id]["chosen_lr"], rows[b.id]["chosen_weight_decay"]) == (None, None)

@@ -404,8 +404,13 @@ def budget_lines(plan) -> list[str]:
             if samples < original_samples(n, backbone, g["dense"]):
                 tags.append(f"below the original {_count(original_samples(n, backbone, g['dense']))}")
             parts.append(f"n={n} {_count(samples)}" + (f" ({', '.join(tags)})" if tags else ""))
+        grid = ""
+        if b.lr_grid or b.weight_decay_grid:
+            k = len(b.lr_grid or (b.lr,)) * len(b.weight_decay_grid or (b.weight_decay,))
+            grid = (f"; each cell trains {k} recipes (lr x weight-decay grid) and keeps the best on "
+                    f"validation")
         lines.append(f"finetune budget, {backbone}: samples seen per label count (planned steps x batch "
-                     f"{b.batch_size}; early stopping may end a run sooner): " + ", ".join(parts))
+                     f"{b.batch_size}; early stopping may end a run sooner): " + ", ".join(parts) + grid)
     checks = [c for c in plan.checks]
     if checks:
         f = sorted({c.config.get("budget_factor") for c in checks})

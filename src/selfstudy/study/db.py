@@ -428,7 +428,9 @@ class ResultsDB:
         Keys: cell_id, kind, dataset, method, backbone, task, protocol, n_labels, seed, pretrain_id,
         check_of and budget_factor (check cells; None on the others), pretrained_on (the pretraining
         dataset's factor bits; None for scratch arms), status, metric, higher_is_better (bool), val, test, val_last, test_last, still_improving (bool),
-        steps, seconds, subset_sha, metrics (dict), result (the whole result dict), config (dict), error,
+        steps, seconds, subset_sha, metrics (dict), result (the whole result dict), config (dict),
+        chosen_lr and chosen_weight_decay (what a finetune cell's lr / weight-decay grid chose on
+        validation; None without a grid), error,
         attempts, wall_seconds, version, git_commit, host, created_at, started_at, finished_at.
         ``status``/``kind`` None mean any; ``cell_ids`` restricts to those cells. Ordered by kind,
         dataset, backbone, task, protocol, method, label count, seed.
@@ -514,6 +516,9 @@ def _row_dict(row: sqlite3.Row) -> dict:
     d["config"] = json.loads(d["config"]) if d["config"] else {}
     d["result"] = json.loads(d["result"]) if d["result"] else None
     d["metrics"] = (d["result"] or {}).get("metrics", {})
+    # The recipe a finetune cell's lr / weight-decay grid chose (train.recipe); None without a grid.
+    d["chosen_lr"] = (d["result"] or {}).get("chosen_lr")
+    d["chosen_weight_decay"] = (d["result"] or {}).get("chosen_weight_decay")
     for k in ("higher_is_better", "still_improving"):
         if d[k] is not None:
             d[k] = bool(d[k])

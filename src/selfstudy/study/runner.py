@@ -650,10 +650,11 @@ class PipelineCells:
         if cell.kind == "check":  # a finetune cell re-run with its budget scaled up
             options = dict(cell.config["budget"])
         if cell.protocol == "finetune":
-            from selfstudy.train import finetune
+            from selfstudy.train import finetune, recipe
 
             budget = finetune.Budget.from_overrides(options)
-            return dict(finetune.run(ds, cell.task, budget=budget, **common))
+            # finetune.run, over the budget's lr/weight-decay grid when it has one (train.recipe)
+            return dict(recipe.run(ds, cell.task, budget=budget, **common))
         from selfstudy.train import probe
 
         del common["progress"]  # probes are seconds long: no bar

@@ -49,6 +49,11 @@ class Budget(Config):
         test_size: test images scored (None or 0: the whole split).
         eval_batch: images per forward pass when evaluating.
         lr, final_lr, weight_decay, warmup_fraction: the optimizer schedule (the paper's values).
+        lr_grid, weight_decay_grid: optional grids of peak learning rates and weight decays: the cell
+            trains once per combination (the others' values: ``lr``, ``weight_decay``) and keeps the
+            one with the best validation score, the same rule for every arm
+            (:mod:`selfstudy.train.recipe`). None: ``lr`` and ``weight_decay`` alone. Left out of
+            :meth:`to_dict` when None, so a budget without grids keeps its cell ids.
     """
 
     config_name: ClassVar[str] = "budget"
@@ -71,6 +76,24 @@ class Budget(Config):
     final_lr: float = option(1e-6, ge=0)
     weight_decay: float = option(1e-4, ge=0)
     warmup_fraction: float = option(0.05, ge=0, le=1)
+    lr_grid: tuple[float, ...] | None = option(None, gt=0, nonempty=True,
+                                               allowed="a non-empty list of learning rates > 0, e.g. "
+                                                       "lr_grid=[3e-4,1e-3,3e-3] (null: lr alone)")
+    weight_decay_grid: tuple[float, ...] | None = option(None, ge=0, nonempty=True,
+                                                         allowed="a non-empty list of numbers >= 0, e.g. "
+                                                                 "weight_decay_grid=[0,1e-4,1e-3] (null: "
+                                                                 "weight_decay alone)")
+
+    #: Fields added after cell ids were recorded: left out of the canonical dict while None.
+    optional_fields: ClassVar[tuple[str, ...]] = ("lr_grid", "weight_decay_grid")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical dict (what cell ids hash), without :attr:`optional_fields` that are None."""
+        d = super().to_dict()
+        for k in self.optional_fields:
+            if d.get(k) is None:
+                d.pop(k, None)
+        return d
 
     def check(self) -> None:
         self.require(self.max_steps >= self.min_steps, "max_steps",
