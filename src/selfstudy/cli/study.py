@@ -20,8 +20,8 @@ _RUN_EPILOG = """examples:
   selfstudy study run my_study.yaml methods.rotation.epochs=30 finetune.max_steps=2000
   selfstudy study run own --data data/mine        # your own images (from `selfstudy data import`):
                                                   # how many labels SSL saves on them
-  selfstudy study run own --data data/mine 'baselines=[{path: r18.pth, backbone: resnet18}]' \
-      'backbones=[resnet18]'                      # ... and against weights you already hold
+  selfstudy study run own --data data/mine backbones=[resnet18] \\
+      'baselines=[{path: r18.pth, backbone: resnet18}]'   # ... and against weights you already hold
 
 Interrupted (Ctrl-C, a crash, kill -9)? Run the same command again: finished cells are kept and
 only the rest runs. The folder gets results.sqlite, report.html (+ PNGs, cells.csv) and summary.txt.
