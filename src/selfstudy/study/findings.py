@@ -28,6 +28,9 @@ so that a positive number always means pretraining helped.
   factor, and a least-squares main-effects fit ``U = μ + Σ β_f f`` per (backbone, task, method).
 - **F5** model size changes utility: U of two backbones on the same (dataset, task, method, n).
 
+Intervals of F4 and F5 are over independent units only: a (backbone, task, dataset pair), resp. a
+(dataset, task), each averaged over its methods and label counts (which share scratch curves and seeds).
+
 F4/F5 are supported when some interval excludes 0 and contradicted when every interval lies within
 ±:data:`EQUIVALENCE` (a quarter of a label doubling).
 """
@@ -49,7 +52,7 @@ VERDICTS = ("supported", "contradicted", "inconclusive", "not measured")
 #: |ΔU| below which a factor or backbone is taken to make no difference.
 EQUIVALENCE = 0.25
 PERMUTATIONS = 2000
-RESAMPLES = 500
+RESAMPLES = 200
 CLAIMS = {
     "F1": "utility is highest with few labels and falls as labels grow",
     "F2": "the best pretraining method depends on the downstream task",
@@ -357,9 +360,13 @@ def f4(curves: list[Curve], ci: float = 0.95) -> dict:
     for L in LETTERS:
         if not pairs[L]:
             continue
-        m, lo, hi = t_interval([p["delta_u"] for p in pairs[L]], ci)
+        # One number per (backbone, task, dataset pair): its methods share the scratch curves.
+        units: dict = {}
+        for p in pairs[L]:
+            units.setdefault((p["backbone"], p["task"], p["on"], p["off"]), []).append(p["delta_u"])
+        m, lo, hi = t_interval([float(np.mean(v)) for v in units.values()], ci)
         intervals.append((lo, hi))
-        evidence.append({"factor": L, "pairs": len(pairs[L]), "delta_u": m, "ci_low": lo, "ci_high": hi,
+        evidence.append({"factor": L, "pairs": len(units), "delta_u": m, "ci_low": lo, "ci_high": hi,
                          "main_effect": float(np.mean([e[L] for e in effects])) if effects else None,
                          "matched": pairs[L]})
     verdict = _equiv_verdict(intervals)
@@ -381,8 +388,14 @@ def f5(curves: list[Curve], ci: float = 0.95) -> dict:
         return _finding("F5", "not measured", f"one backbone only ({backbones[0] if backbones else 'none'})")
     evidence, intervals = [], []
     for a, b in itertools.combinations(backbones, 2):
-        diffs = [per[a][n] - per[b][n] for per in by.values() if a in per and b in per
-                 for n in sorted(set(per[a]) & set(per[b]))]
+        # One number per (dataset, task): its methods share the scratch curve and its label counts the
+        # seeds, so only (dataset, task) units are independent.
+        units: dict = {}
+        for (dataset, task, _), per in by.items():
+            if a in per and b in per:
+                units.setdefault((dataset, task), []).extend(
+                    per[a][n] - per[b][n] for n in sorted(set(per[a]) & set(per[b])))
+        diffs = [float(np.mean(v)) for v in units.values() if v]
         if not diffs:
             continue
         m, lo, hi = t_interval(diffs, ci)
