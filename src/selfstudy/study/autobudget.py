@@ -36,19 +36,25 @@ the report reads, see its docstring).
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from selfstudy.core.constants import BUDGET_CAP, BUDGET_MODES, BUDGET_NOISE_K
+from selfstudy.study.spec import check_cell, checks_on, is_checked
+from selfstudy.tasks import get_task, parse_spec
+from selfstudy.train.budget import Budget
+
 #: Standard errors of the gain a budget check must exceed to count (see the module doc).
-NOISE_K = 1.0
+NOISE_K = BUDGET_NOISE_K
 #: Default doubling factor and cap (the largest budget multiple ``auto`` runs).
 DEFAULT_FACTOR = 2.0
-DEFAULT_CAP = 8.0
+DEFAULT_CAP = BUDGET_CAP
 #: What a cell's budget is, after :func:`decide`.
 STATUSES = ("converged", "run", "not_converged", "unchecked")
 #: Budget checks of a study: ``auto`` (doubling up to the cap) or ``off``.
-MODES = ("auto", "off")
+MODES = BUDGET_MODES
 
 
 @dataclass(frozen=True)
@@ -175,8 +181,6 @@ def task_tolerance(task: str, tolerance: float | Mapping[str, float] | None = No
     the task's own :attr:`~selfstudy.tasks.base.Task.budget_tolerance`."""
     if _finite(tolerance):
         return float(tolerance)
-    from selfstudy.tasks import get_task, parse_spec
-
     if isinstance(tolerance, Mapping):
         for key in (task, parse_spec(task)[0]):
             if _finite(tolerance.get(key)):
@@ -297,8 +301,6 @@ def decision_record(row: Mapping, checks: Sequence[Mapping], settings: Mapping[s
 
 def _checked_rows(spec, plan, db) -> tuple[list, dict[str, Mapping], dict[str, list[Mapping]]]:
     """``(checked downstream cells of the plan, their done rows by id, done check rows by check_of)``."""
-    from selfstudy.study.spec import is_checked
-
     cells = [c for c in plan.downstream if is_checked(c, spec.budget_check)]
     rows = {r["cell_id"]: r for r in db.rows(status="done", kind="downstream", cell_ids=[c.id for c in cells])}
     checks: dict[str, list[Mapping]] = {}
@@ -313,8 +315,6 @@ def next_attempts(spec, plan, db) -> list:
     the cell at the next doubling (:func:`selfstudy.study.spec.check_cell`). Cells whose attempts are
     still missing or failed ask for nothing new (their cells are in the plan already). Empty unless the
     spec's ``budget_check.mode`` is ``auto``."""
-    from selfstudy.study.spec import check_cell, checks_on
-
     settings = spec.budget_check
     if not checks_on(settings) or settings.get("mode", "auto") != "auto":
         return []
@@ -337,8 +337,6 @@ def record_decisions(spec, plan, db) -> int:
     """Store the decision of every checked finetune cell with finished attempts in the results database
     (:meth:`~selfstudy.study.db.ResultsDB.record_budget`): which attempt counts, and why. Returns how
     many cells it recorded."""
-    from selfstudy.study.spec import checks_on
-
     if not checks_on(spec.budget_check):
         return 0
     cells, rows, checks = _checked_rows(spec, plan, db)
@@ -380,9 +378,6 @@ def budget_lines(plan) -> list[str]:
     line per distinct (backbone, budget), beside the original protocol's samples (:func:`original_samples`);
     ``(cap)`` marks a count whose plan ``max_steps`` cut, ``(below the original)`` one whose plan is
     smaller than the original's. Then one line on the budget checks (``budget: auto``)."""
-    from selfstudy.tasks import get_task
-    from selfstudy.train.budget import Budget
-
     groups: dict[tuple, dict] = {}
     for c in plan.downstream:
         if c.protocol != "finetune":
@@ -420,6 +415,4 @@ def budget_lines(plan) -> list[str]:
 
 
 def json_key(d: Mapping) -> str:
-    import json
-
     return json.dumps(d, sort_keys=True, default=str)

@@ -91,6 +91,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping
 
 from selfstudy.config import Config, Rule, apply_overrides, convert, load, load_yaml, option
+from selfstudy.core.constants import BUDGET_CAP as DEFAULT_CAP, BUDGET_MODES, BUDGET_NOISE_K as NOISE_K
 from selfstudy.core.constants import PRECISIONS, SCRATCH
 from selfstudy.data.generate import DatasetConfig
 from selfstudy.errors import UserError
@@ -100,7 +101,6 @@ from selfstudy.models import BACKBONES, build_backbone
 from selfstudy.scene.classes import NUM_CLASSES
 import selfstudy.study.arms as arms
 import selfstudy.study.imported as imported
-from selfstudy.study.autobudget import DEFAULT_CAP, MODES as BUDGET_MODES, NOISE_K
 from selfstudy.tasks import CategoricalTask, get_task
 from selfstudy.train.budget import Budget, ProbeBudget
 from selfstudy.train.pretrain import split_overrides
