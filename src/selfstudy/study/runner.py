@@ -337,7 +337,7 @@ def _resolve_executor(request, workers: int | None, device: str, cells: int, thr
     if request == "auto":
         if workers is not None:
             return LocalExecutor(workers=workers, threads=threads)
-        return choose_executor(resolve_device(device), cells, threads)
+        return choose_executor(str(resolve_device(device)), cells, threads)
     if request == "local":
         return LocalExecutor(workers=workers, threads=threads)
     return make_executor(request, workers)
