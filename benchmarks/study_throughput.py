@@ -113,7 +113,7 @@ def main() -> None:
     from selfstudy.study.executor import choose_executor
     from selfstudy.study.runner import _describe_executor, resolve_device
 
-    chosen = choose_executor(resolve_device(spec.device), len(spec.cells()))
+    chosen = choose_executor(str(resolve_device(spec.device)), len(spec.cells()))
     print(json.dumps({
         "benchmark": "study_throughput",
         "slice": {"preset": "quick", "overrides": overrides, "downstream_cells": len(spec.cells().downstream)},

@@ -454,7 +454,7 @@ def choose_executor(device: str, cells: int, threads: int | None = None, cores: 
     §3). Otherwise in-process.
     """
     cores = available_cores() if cores is None else cores
-    if device.startswith("cuda") or cells < 2 or cores < 2:
+    if str(device).startswith("cuda") or cells < 2 or cores < 2:
         return InProcessExecutor()
     per = threads or 1
     workers = min(max(1, cores // per), cells)
