@@ -15,7 +15,13 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+import numpy as np
+import torch
+
 from selfstudy.core.constants import SCRATCH
+from selfstudy.data.colour import InputTransform
+from selfstudy.methods import METHODS
+from selfstudy.methods.cmc import cmc_stream_backbone
 from selfstudy.study.spec import BASELINES, SCRATCH_ARCHS
 
 __all__ = ["BASELINES", "SCRATCH_ARCHS", "baseline_of", "scratch_init"]
@@ -35,12 +41,6 @@ def scratch_init(ds, name: str, backbone: str, seed: int, space: str) -> dict[st
     backbone name (the method derives its streams from it); seed: seeds the initialisation (the same
     seed gives the same weights); space: ``rgb`` or ``lab``.
     """
-    import numpy as np
-    import torch
-
-    from selfstudy.data.colour import InputTransform
-    from selfstudy.methods import METHODS
-
     arch = SCRATCH_ARCHS[name]
     rows = np.asarray(ds.indices("train"))
     images = ds["images"]
@@ -55,8 +55,6 @@ def scratch_init(ds, name: str, backbone: str, seed: int, space: str) -> dict[st
     tf = InputTransform.fit(_Rows(), space)
     state = {"method": arch, "backbone": backbone, "input": tf.state()}
     if arch == "cmc":
-        from selfstudy.methods.cmc import cmc_stream_backbone
-
         state["stream_backbone"] = cmc_stream_backbone(backbone)
     cpu = torch.random.get_rng_state()
     try:
