@@ -226,7 +226,8 @@ def test_headline_is_for_imported_data_only(shapes):
     head = headline(rows, {"datasets": {"path": str(shapes)}, "utility": {"baseline": "weights:imnet"}},
                     bootstrap=50)
     assert "simclr reaches what weights:imnet would need" in head[1]
-    assert head[2].startswith("(these sentences are against weights:imnet")
+    # the utility table is against the same baseline now (analysis baseline=): no "against scratch" note
+    assert head[2] == "" and not any("the utility table below is against scratch" in ln for ln in head)
 
 
 def test_the_own_preset_needs_data(shapes):

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from selfstudy.errors import UserError
+from selfstudy.study.analysis import BASELINE_ABSENT
 from selfstudy.study.report import analyse, build_report, summary_table_text
 
 NS = [100, 300, 1000, 3000]
@@ -231,3 +232,159 @@ def test_chance_level_cells_are_not_measurable_and_one_seed_says_so(tmp_path):
     assert "n/m" in page and "trivial baseline 0.264" in page and "≥ 9.00" not in page
     assert "One seed: there are no intervals" in page and "bootstrap interval" not in page
     assert "one seed: no intervals" in result["text"] and "[95 %" not in result["text"]
+
+
+# ---- utility against a named baseline arm (issue 12 item 5: utility.baseline, e.g. a weights file)
+
+WEIGHTS = "weights:imagenet"
+# weights:imagenet is monotone in n, so the isotonic fit is its means; an arm that reaches its value at
+# 2n has U = 2n/n - 1 = 1 exactly, and Δ = its gain at the same n.
+W_CURVE = {100: 0.50, 200: 0.60, 400: 0.70, 800: 0.80}
+S_CURVE = {100: 0.30, 200: 0.35, 400: 0.40, 800: 0.45}
+
+
+def baseline_rows(backbone="resnet18", weights=True, bad=False):
+    noise = {0: -0.01, 1: 0.0, 2: 0.01}  # the same per seed in every arm: paired, intervals collapse
+
+    def row(method, n, seed, value):
+        return {"cell_id": f"{backbone}-{method}-{n}-{seed}", "dataset": "own", "method": method,
+                "backbone": backbone, "task": "classification", "protocol": "finetune", "n_labels": n,
+                "seed": seed, "status": "done", "metric": "accuracy", "higher_is_better": True,
+                "test": value + noise[seed], "val": value, "steps": 10}
+
+    rows = []
+    for s in noise:
+        for n in W_CURVE:
+            rows.append(row("scratch", n, s, S_CURVE[n]))
+            if weights:
+                rows.append(row(WEIGHTS, n, s, W_CURVE[n]))
+        for n in (100, 200, 400):
+            rows.append(row("simclr", n, s, W_CURVE[2 * n]))  # = weights at twice the labels
+            if bad:
+                rows.append(row("rotation", n, s, W_CURVE[n] - 0.1))  # worse than the weights at every n
+    return rows
+
+
+def test_utility_against_a_weights_arm_by_hand():
+    rows = baseline_rows()
+    a = analyse(rows, bootstrap=200, baseline=WEIGHTS)
+    (g,) = a.groups
+    assert a.baseline == WEIGHTS and g.baselines == {"simclr": WEIGHTS}
+    assert set(g.utility) == {"simclr"}  # neither the baseline nor scratch gets a utility against it
+    pts = g.utility["simclr"]
+    assert [p.n for p in pts] == [100, 200, 400] and all(p.kind == "value" for p in pts)
+    for p in pts:
+        assert p.value == pytest.approx(1.0) and p.n_scratch_equiv == pytest.approx(2 * p.n)
+        assert p.delta == pytest.approx(W_CURVE[2 * p.n] - W_CURVE[p.n])  # +0.1
+        assert BASELINE_ABSENT not in p.flags
+    # against scratch (the default) simclr is above every scratch mean: lower bounds, as before
+    default = analyse(rows, bootstrap=200)
+    assert default.baseline == "scratch" and default.groups[0].baselines["simclr"] == "scratch"
+    assert [p.kind for p in default.groups[0].utility["simclr"]] == ["lower"] * 3
+    assert analyse(rows, bootstrap=200, baseline="scratch").groups[0].utility == default.groups[0].utility
+    # the default is today's numbers: utility_curve against scratch, seeded as analyse always seeded it
+    import zlib
+
+    from selfstudy.study.utility import utility_curve
+
+    by = {}
+    for r in rows:
+        by.setdefault(r["method"], {}).setdefault(r["n_labels"], {})[r["seed"]] = r["test"]
+    seed = zlib.crc32(b"own|resnet18|classification|simclr") % 2**63
+    assert default.groups[0].utility["simclr"] == utility_curve(by["scratch"], by["simclr"], True,
+                                                                bootstrap=200, seed=seed)
+    assert default.groups[0].utility[WEIGHTS] == utility_curve(
+        by["scratch"], by[WEIGHTS], True, bootstrap=200, seed=zlib.crc32(
+            f"own|resnet18|classification|{WEIGHTS}".encode()) % 2**63)
+
+
+def test_a_group_without_the_baseline_falls_back_and_says_so():
+    rows = baseline_rows() + baseline_rows(backbone="resnet50", weights=False)
+    a = analyse(rows, bootstrap=50, baseline=WEIGHTS)
+    g18, g50 = sorted(a.groups, key=lambda g: g.backbone)
+    assert g18.baselines == {"simclr": WEIGHTS} and g50.baselines == {"simclr": "scratch"}
+    for p in g50.utility["simclr"]:
+        assert BASELINE_ABSENT in p.flags and "no finished weights:imagenet finetune cells" in p.reason
+        assert "against scratch instead" in p.reason
+    with pytest.raises(UserError, match="arm name"):
+        analyse(rows, baseline=3)
+
+
+def test_report_and_summary_json_record_the_baseline(tmp_path):
+    import json
+
+    rows = baseline_rows() + baseline_rows(backbone="resnet50", weights=False)
+    result = build_report(rows, tmp_path / "r.html", bootstrap=50, baseline=WEIGHTS)
+    record = json.loads(result["json"].read_text())
+    assert record["baseline"] == WEIGHTS
+    by = {(p["backbone"], p["n"]): p for p in record["points"]}
+    assert len(record["points"]) == 6 and {p["method"] for p in record["points"]} == {"simclr"}
+    for n in (100, 200, 400):
+        p = by[("resnet18", n)]
+        assert p["baseline"] == WEIGHTS and p["value"] == pytest.approx(1.0) and p["delta"] == pytest.approx(0.1)
+        assert by[("resnet50", n)]["baseline"] == "scratch" and BASELINE_ABSENT in by[("resnet50", n)]["flags"]
+    assert record["flags"][BASELINE_ABSENT] == 3
+    text = result["text"]
+    assert text.startswith("utility U(n) = n_weights:imagenet/n - 1")
+    assert "against weights:imagenet (utility.baseline)" in text
+    assert "resnet50 classification: no finished weights:imagenet finetune cells, against scratch instead" in text
+    page = result["html"].read_text()
+    assert "simclr vs weights:imagenet" in page and "simclr vs scratch" in page
+    assert "the table is against scratch" not in page
+    # summary_table_text renders the same analysis
+    assert summary_table_text(rows, bootstrap=50, baseline=WEIGHTS) == text
+    # the default: against scratch, as before, and no baseline lines
+    plain = build_report(rows, tmp_path / "plain" / "r.html", bootstrap=50)
+    assert plain["record"]["baseline"] == "scratch"
+    assert {p["baseline"] for p in plain["record"]["points"]} == {"scratch"}
+    assert "utility.baseline" not in plain["text"]
+
+
+def test_the_report_says_plainly_when_pretraining_does_not_help(tmp_path):
+    from selfstudy.study.analysis import help_verdicts
+
+    rows = baseline_rows(bad=True)
+    a = analyse(rows, bootstrap=50, baseline=WEIGHTS)
+    verdicts = {v["method"]: v for v in help_verdicts(a)}
+    assert verdicts["simclr"]["verdict"] == "helps" and verdicts["simclr"]["sentence"] == ""
+    rot = verdicts["rotation"]
+    assert rot["verdict"] == "does_not_help" and rot["baseline"] == WEIGHTS
+    # rotation: ≤ 0.00 at 100 (below the weights arm's smallest count), U = -0.5 at 200 and 400, Δ = -0.1
+    assert [str(p) for p in a.groups[0].utility["rotation"]][0] == "≤ 0.00"
+    assert [p.value for p in a.groups[0].utility["rotation"]][1:] == [pytest.approx(-0.5)] * 2
+    result = build_report(rows, tmp_path / "r.html", bootstrap=50, baseline=WEIGHTS)
+    line = ("own · classification · resnet18: pretraining does not help: rotation is no better than "
+            "weights:imagenet at any measured label count (every U and Δ interval at or below 0)")
+    assert line in result["text"] and line in result["html"].read_text()
+    assert {v["method"]: v["verdict"] for v in result["record"]["help"]} == {"rotation": "does_not_help",
+                                                                           "simclr": "helps"}
+    # no method helps: one overall sentence first
+    only_bad = [r for r in rows if r["method"] != "simclr"]
+    text = summary_table_text(only_bad, bootstrap=50, baseline=WEIGHTS)
+    assert "Pretraining does not help against weights:imagenet in this study" in text
+    # against scratch the same arm helps (it is above every scratch count): no such sentence
+    assert "does not help" not in summary_table_text(only_bad, bootstrap=50)
+
+
+def test_write_report_uses_the_specs_baseline(tmp_path):
+    import json
+
+    from selfstudy.study.runner import SUMMARY_NAME, write_report
+
+    rows = baseline_rows()
+    html, summary = write_report(rows, tmp_path, {"name": "w", "utility": {"baseline": WEIGHTS}}, None,
+                                 bootstrap=50)
+    record = json.loads((tmp_path / "summary.json").read_text())
+    assert record["baseline"] == WEIGHTS and {p["baseline"] for p in record["points"]} == {WEIGHTS}
+    assert (tmp_path / SUMMARY_NAME).read_text() == summary + "\n"
+    assert summary == summary_table_text(rows, bootstrap=50, baseline=WEIGHTS)
+    _, plain = write_report(rows, tmp_path / "plain", {"name": "s"}, None, bootstrap=50)
+    assert plain == summary_table_text(rows, bootstrap=50)
+
+
+def test_does_not_help_reads_an_error_metric_in_its_direction():
+    from selfstudy.study.analysis import help_verdicts
+
+    rows = [dict(r, test=1.0 - r["test"], metric="error", higher_is_better=False) for r in baseline_rows(bad=True)]
+    verdicts = {v["method"]: v["verdict"] for v in help_verdicts(analyse(rows, bootstrap=50, baseline=WEIGHTS))}
+    assert verdicts == {"rotation": "does_not_help", "simclr": "helps"}

@@ -8,6 +8,13 @@ and ``summary.txt`` are rendered from (:mod:`selfstudy.study.report`).
 
 A row's trivial baseline is its ``trivial`` key or ``metrics["test/trivial"]`` (what finetuning
 records: the task's score of the trivial prediction on the test split).
+
+Each utility is computed against a baseline arm: by default ``scratch``, or ``scratch-<method>`` (the
+method's own architecture from scratch, :func:`selfstudy.study.transfer.baseline_arm`) when the study ran
+it; with ``analyse(..., baseline=NAME)`` (a spec's ``utility: {baseline: NAME}``, e.g. a weights-file arm
+``weights:imagenet``) against that arm wherever it was finetuned, and by the default rule, flagged
+:data:`BASELINE_ABSENT` with the reason, where it was not. :func:`help_verdicts` says, per method, whether
+pretraining helps against its baseline.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import json
 import math
 import zlib
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -35,6 +42,11 @@ MIN_CORR_POINTS = 3
 #: The keys of a point record, in order (``selfstudy utility --json`` and summary.json).
 POINT_KEYS = ("task", "arm", "n", "kind", "value", "ci_low", "ci_high", "delta", "delta_ci_low", "delta_ci_high",
               "flags", "reason")
+#: The flag of a point computed by the default rule because the requested baseline arm has no finished
+#: finetune cells in its (dataset, backbone, task) (e.g. a weights arm runs on one backbone only).
+BASELINE_ABSENT = "baseline_absent"
+#: What :func:`help_verdicts` can say of a method against its baseline.
+HELP_VERDICTS = ("helps", "does_not_help", "not_shown", "not_measurable")
 
 
 @dataclass
@@ -70,7 +82,8 @@ class Group:
     utility: dict[str, list[UtilityPoint]] = field(default_factory=dict)
     flags: dict[tuple[str, int], list[dict]] = field(default_factory=dict)
     trivials: list[float] = field(default_factory=list)
-    #: finetuned arm -> the scratch arm its utility is computed against (study.transfer.baseline_arm)
+    #: finetuned arm -> the arm its utility is computed against (the requested baseline, else
+    #: study.transfer.baseline_arm)
     baselines: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -93,6 +106,8 @@ class Analysis:
     bootstrap: int
     ci: float
     findings: list[dict] = field(default_factory=list)
+    #: the baseline asked for (``analyse(baseline=...)``); ``scratch`` is the default rule
+    baseline: str = SCRATCH
 
 
 def row_trivial(row: Mapping) -> float | None:
@@ -111,15 +126,25 @@ def row_trivial(row: Mapping) -> float | None:
 
 
 def analyse(rows: Iterable[dict], utility_method: str = "isotonic", bootstrap: int = 1000, seed: int = 0,
-            ci: float = 0.95) -> Analysis:
+            ci: float = 0.95, baseline: str | None = None) -> Analysis:
     """Group finished rows by (dataset, backbone, task), compute each finetuned method's utility and
     test the findings.
+
+    ``baseline``: the arm every utility is computed against (e.g. ``weights:imagenet``) in each group
+    where it has finetune cells; there every other finetuned arm except the scratch arms gets a utility
+    against it. In a group without it, and with ``None`` or ``scratch``, the default rule: ``scratch``,
+    or ``scratch-<method>`` when the study ran it; points computed so under another requested baseline
+    carry the flag :data:`BASELINE_ABSENT` and say why in their ``reason``.
 
     Rows that are not finished, lack a key the analysis needs, or have a non-finite result are set
     aside in ``Analysis.skipped`` with the reason, never silently dropped.
     """
     if utility_method not in METHODS:
         raise UserError(f"unknown utility method {utility_method!r}: allowed are {', '.join(METHODS)}")
+    if baseline is not None and not (isinstance(baseline, str) and baseline):
+        raise UserError(f"the utility baseline must be an arm name such as scratch or weights:imagenet, "
+                        f"got {baseline!r}")
+    requested = baseline or SCRATCH
     groups: dict[tuple[str, str, str], Group] = {}
     skipped: list[tuple[dict, str]] = []
     improving: list[dict] = []
@@ -153,22 +178,36 @@ def analyse(rows: Iterable[dict], utility_method: str = "isotonic", bootstrap: i
     curves = []
     for g in ordered:
         scratch = g.scratch
-        if scratch is None:
+        finetuned = {m for (m, p) in g.arms if p == "finetune"}
+        chosen = requested != SCRATCH and requested in finetuned
+        if scratch is None and not chosen:
             continue
         for (method, protocol), arm in sorted(g.arms.items()):
             if method == SCRATCH or protocol != "finetune":
                 continue
-            # CMC against scratch on its own two-stream network when the study ran it (scratch-cmc).
-            base_name = transfer_mod.baseline_arm(method, {m for (m, p) in g.arms if p == "finetune"})
-            base = g.arms[(base_name, "finetune")] if base_name != SCRATCH else scratch
+            if chosen:
+                # Against the requested arm: every other finetuned arm but the scratch ones (scratch,
+                # scratch-<method>), as the practitioner's answer reads it (study.own.answer_lines).
+                if method == requested or _is_scratch_arm(method):
+                    continue
+                base_name = requested
+            else:
+                # CMC against scratch on its own two-stream network when the study ran it (scratch-cmc).
+                base_name = transfer_mod.baseline_arm(method, finetuned)
+            base = g.arms[(base_name, "finetune")]
             g.baselines[method] = base_name
             curve_seed = (seed * 1_000_003 + zlib.crc32(f"{g.dataset}|{g.backbone}|{g.task}|{method}".encode()))
-            if utility_method == "powerlaw" and len(scratch.values) < 3:
-                raise UserError(f"--utility powerlaw needs scratch at 3 or more label counts; "
-                                f"{g.dataset}/{g.backbone}/{g.task} has {len(scratch.values)}")
+            if utility_method == "powerlaw" and len(base.values) < 3:
+                raise UserError(f"--utility powerlaw needs {base_name} at 3 or more label counts; "
+                                f"{g.dataset}/{g.backbone}/{g.task} has {len(base.values)}")
             points = utility_curve(dict(base.by_seed), dict(arm.by_seed), g.higher_is_better,
                                    method=utility_method, bootstrap=bootstrap, seed=curve_seed % 2**63, ci=ci,
                                    trivial=g.trivial)
+            if requested != SCRATCH and not chosen:
+                why = (f"no finished {requested} finetune cells on {g.dataset}/{g.backbone}/{g.task}: "
+                       f"against {base_name} instead")
+                points = [replace(p, flags=tuple(p.flags) + (BASELINE_ABSENT,),
+                                  reason="; ".join(x for x in (p.reason, why) if x)) for p in points]
             g.utility[method] = points
             for p in points:
                 # A utility inherits doubt from the pretrained cells at n and from the scratch cells
@@ -184,7 +223,94 @@ def analyse(rows: Iterable[dict], utility_method: str = "isotonic", bootstrap: i
                 dict(arm.by_seed), dict(lin.by_seed) if lin else {}, points))
     methods = sorted({m for g in ordered for (m, _) in g.arms if m != SCRATCH})
     return Analysis(ordered, skipped, improving, methods, utility_method, bootstrap, ci,
-                    findings_mod.findings(curves, ci=ci, seed=seed))
+                    findings_mod.findings(curves, ci=ci, seed=seed), baseline=requested)
+
+
+def help_verdicts(analysis: Analysis) -> list[dict]:
+    """Whether pretraining helps, per (dataset, backbone, task, method), against the arm its utility
+    was computed against. Read over the measured points (values and bounds; not extrapolated or not
+    measurable ones), each U and Δ as its interval, or as its number with one seed:
+
+    - ``does_not_help``: at every measured label count U's and Δ's intervals are at or below 0 (a
+      bound ``≤ x`` with x ≤ 0 counts as at or below 0, a bound ``≥ x`` never does; Δ in the metric's
+      direction, a gain > 0);
+    - ``helps``: at some count U's or Δ's interval is above 0 (two or more seeds; a bound ``≥ x`` has
+      no interval, only its Δ can show it), U and Δ agreeing;
+    - ``not_shown``: neither (every interval reaches 0 or below; with one seed, no interval can show it);
+    - ``not_measurable``: no measured point.
+
+    Each record: dataset, backbone, task, method, baseline, verdict (:data:`HELP_VERDICTS`),
+    n_measured, sentence (plain words; "" for ``helps``)."""
+    out = []
+    for g in analysis.groups:
+        for method, points in sorted(g.utility.items()):
+            base = g.baselines.get(method, SCRATCH)
+            pts = [p for p in points if p.kind in ("value", "lower", "upper")]
+            where = f"{dataset_name(g.dataset)} · {g.task} · {g.backbone}"
+            if not pts:
+                verdict = "not_measurable"
+                text = f"{where}: {method} against {base}: no measured utility (see the reasons in the table)"
+            elif all(_u_high(p) <= 0 and _gain(p, g.higher_is_better)[1] <= 0 for p in pts):
+                verdict = "does_not_help"
+                text = (f"{where}: pretraining does not help: {method} is no better than {base} at any measured "
+                        f"label count (every U and Δ {'interval ' if any(p.has_interval for p in pts) else ''}"
+                        f"at or below 0)")
+            elif any(p.n_seeds >= 2 and "inconsistent" not in p.flags and
+                     (_u_low(p) > 0 or _gain(p, g.higher_is_better)[0] > 0) for p in pts):
+                verdict, text = "helps", ""
+            else:
+                verdict = "not_shown"
+                one = all(p.n_seeds < 2 for p in pts)
+                text = (f"{where}: pretraining is not shown to help: {method} is not above {base} beyond seed "
+                        f"noise at any measured label count" + (" (one seed: no intervals)" if one else ""))
+            out.append({"dataset": g.dataset, "backbone": g.backbone, "task": g.task, "method": method,
+                        "baseline": base, "verdict": verdict, "n_measured": len(pts), "sentence": text})
+    return out
+
+
+def help_text(verdicts: list[dict], baseline: str = SCRATCH) -> list[str]:
+    """Plain lines from :func:`help_verdicts`: one overall sentence when no method helps anywhere, then
+    one per method that does not (or is not shown to) help."""
+    said = [v for v in verdicts if v["verdict"] in ("does_not_help", "not_shown")]
+    lines = []
+    measured = [v for v in verdicts if v["verdict"] != "not_measurable"]
+    if measured and all(v["verdict"] == "does_not_help" for v in measured):
+        lines.append(f"Pretraining does not help against {baseline} in this study: no method is above it at any "
+                     f"measured label count.")
+    elif measured and not any(v["verdict"] == "helps" for v in measured):
+        lines.append(f"Pretraining is not shown to help against {baseline} in this study: no method is above it "
+                     f"beyond seed noise at any measured label count.")
+    return lines + [v["sentence"] for v in said]
+
+
+def _is_scratch_arm(name: str) -> bool:
+    method = transfer_mod.split_arm(name)[0]
+    return method == SCRATCH or method.startswith(SCRATCH + "-")
+
+
+def _u_high(p: UtilityPoint) -> float:
+    """The upper end of U's interval (its number with one seed; +inf for a lower bound)."""
+    if p.kind == "lower":
+        return math.inf
+    if p.kind == "upper":
+        return p.value
+    return p.ci_high if p.has_interval else p.value
+
+
+def _u_low(p: UtilityPoint) -> float:
+    """The lower end of U's interval (-inf without one: one seed, or a bound)."""
+    return p.ci_low if p.kind == "value" and p.has_interval else -math.inf
+
+
+def _gain(p: UtilityPoint, higher_is_better: bool) -> tuple[float, float]:
+    """Δ's interval as a gain (pretrained better than its baseline > 0, whatever the metric's direction):
+    ``(low, high)``; one seed: the number at both ends; no Δ (baseline not run at n): ``(-inf, -inf)``
+    (it shows nothing either way)."""
+    if p.delta is None:
+        return -math.inf, -math.inf
+    lo = p.delta_ci_low if p.delta_ci_low is not None else p.delta
+    hi = p.delta_ci_high if p.delta_ci_high is not None else p.delta
+    return (lo, hi) if higher_is_better else (-hi, -lo)
 
 
 def point_record(p: UtilityPoint, task: str, arm: str, **extra) -> dict:
@@ -227,11 +353,13 @@ def summarise(analysis: Analysis, checks: list[dict] | None = None) -> dict:
     return json_safe({
         "selfstudy": __version__,
         "utility_method": analysis.utility_method,
+        "baseline": analysis.baseline,
         "ci": analysis.ci,
         "bootstrap": analysis.bootstrap,
         "interval": "t-interval: U ± t(S-1)·se, se from a paired seed-level bootstrap; Δ on paired per-seed "
                     "differences; no interval with one seed",
         "points": points,
+        "help": help_verdicts(analysis),
         "findings": analysis.findings,
         "trivial": [{"dataset": g.dataset, "backbone": g.backbone, "task": g.task, "metric": g.metric,
                      "higher_is_better": g.higher_is_better, "trivial": g.trivial} for g in analysis.groups],
@@ -242,6 +370,7 @@ def summarise(analysis: Analysis, checks: list[dict] | None = None) -> dict:
             "not_measurable": sum(p["kind"] == "not_measurable" for p in points),
             "one_seed": sum("one_seed" in p["flags"] for p in points),
             "extrapolated": sum(p["kind"] == "extrapolated" for p in points),
+            BASELINE_ABSENT: sum(BASELINE_ABSENT in p["flags"] for p in points),
             "budget_checks_under_budget": sum(bool(t.get("under_budget")) for t in checks or []),
         },
     })

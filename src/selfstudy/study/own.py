@@ -46,13 +46,10 @@ def headline(rows: Iterable[Mapping], spec: Mapping[str, Any] | None, *, utility
         lines = read_imported(path, "report").lines()
     except UserError as e:
         lines = [f"dataset at {path}: {e}"]
-    baseline = arms.baseline_of(spec)
-    # The study's utility table is the analysis's, against scratch (and scratch-<arch> arms) until it
-    # takes a baseline argument: say so when the sentences read another baseline.
-    note = ([f"(these sentences are against {baseline} (utility.baseline); the utility table below is "
-             f"against scratch)"] if baseline != SCRATCH else [])
-    return answer_lines(rows, baseline, utility_method=utility_method, bootstrap=bootstrap,
-                        ci=ci, seed=seed) + note + [""] + lines
+    # Against the spec's utility.baseline, as the report's utility table below (runner.write_report
+    # passes the same baseline to the analysis).
+    return answer_lines(rows, arms.baseline_of(spec), utility_method=utility_method, bootstrap=bootstrap,
+                        ci=ci, seed=seed) + [""] + lines
 
 
 def answer_lines(rows: Iterable[Mapping], baseline: str = SCRATCH, *, utility_method: str = "isotonic",

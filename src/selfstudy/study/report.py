@@ -39,9 +39,10 @@ from selfstudy.core.constants import SCRATCH
 from selfstudy.core.io import atomic_write_bytes, atomic_write_text
 from selfstudy.errors import UserError
 from selfstudy.study.transfer import transfer_html
-from selfstudy.study.analysis import (MIN_CORR_POINTS, Analysis, Group, _finite, analyse, apply_budget_checks,  # noqa: F401
-                                      correlations as _correlations, dataset_name as _dataset_name,
-                                      linear_vs_finetune, short_n as _short_n, summarise, summary_rows)
+from selfstudy.study.analysis import (BASELINE_ABSENT, MIN_CORR_POINTS, Analysis, Group, _finite, analyse,  # noqa: F401
+                                      apply_budget_checks, correlations as _correlations,
+                                      dataset_name as _dataset_name, help_text, linear_vs_finetune,
+                                      short_n as _short_n, summarise, summary_rows)
 
 #: The columns a row is expected to have, in the CSV's order; other keys follow, sorted.
 ROW_KEYS = ("cell_id", "dataset", "method", "backbone", "task", "protocol", "n_labels", "seed", "status",
@@ -107,10 +108,13 @@ def summary_text(summary: dict, checks: list[dict] | None = None) -> str:
         table.append([_dataset_name(d), b, t, m, "U"] +
                      [_point_text(cells[n]) if n in cells else "" for n in ns])
         table.append(["", "", "", "", "Δ"] + [_delta_text(cells[n]) if n in cells else "" for n in ns])
-    lines.append(f"utility U(n) = n_scratch/n - 1 ({summary['utility_method']} scratch fit; "
-                 f"{interval_words(summary)}; ≥ / ≤ = bound outside the scratch range; n/m = not measurable; "
+    base = summary.get("baseline") or SCRATCH
+    lines.append(f"utility U(n) = n_{base}/n - 1 ({summary['utility_method']} {base} fit; "
+                 f"{interval_words(summary)}; ≥ / ≤ = bound outside the {base} range; n/m = not measurable; "
                  "! = U and Δ disagree in sign; ~ = extrapolated)")
+    lines += _baseline_lines(summary)
     lines += _align(table)
+    lines += help_text(summary.get("help") or [], base)
     improving = summary["flags"]["still_improving_cells"]
     if improving:
         why = "whose validation was still improving when its budget ran out"
@@ -135,10 +139,26 @@ def summary_text(summary: dict, checks: list[dict] | None = None) -> str:
 
 
 def summary_table_text(rows: list[dict], *, utility_method: str = "isotonic", bootstrap: int = 1000,
-                       seed: int = 0, checks: list[dict] | None = None) -> str:
-    """The plain-text summary of ``rows`` (``checks``: the table of :func:`apply_budget_checks`)."""
-    analysis = analyse(rows, utility_method, bootstrap, seed)
+                       seed: int = 0, checks: list[dict] | None = None, baseline: str | None = None) -> str:
+    """The plain-text summary of ``rows`` (``checks``: the table of :func:`apply_budget_checks`;
+    ``baseline``: the arm utility is computed against, :func:`~selfstudy.study.analysis.analyse`)."""
+    analysis = analyse(rows, utility_method, bootstrap, seed, baseline=baseline)
     return summary_text(_summary(analysis, checks), checks)
+
+
+def _baseline_lines(summary: dict) -> list[str]:
+    """Which baseline the utilities are against, when it is not scratch, and where it was missing."""
+    base = summary.get("baseline") or SCRATCH
+    if base == SCRATCH:
+        return []
+    lines = [f"against {base} (utility.baseline) wherever it was finetuned"]
+    absent = {}
+    for p in summary["points"]:
+        if BASELINE_ABSENT in p["flags"]:
+            absent[(p["dataset"], p["backbone"], p["task"])] = p["baseline"]
+    for (d, b, t), used in sorted(absent.items()):
+        lines.append(f"  {_dataset_name(d)} {b} {t}: no finished {base} finetune cells, against {used} instead")
+    return lines
 
 
 def _summary(analysis: Analysis, checks) -> dict:
@@ -170,7 +190,8 @@ def _delta_text(r: dict) -> str:
 
 def build_report(rows: list[dict], out_html: Path, spec: dict | None = None, meta: dict | None = None, *,
                  utility_method: str = "isotonic", bootstrap: int = 1000, seed: int = 0,
-                 ci: float = 0.95, checks: list[dict] | None = None, headline: list[str] | None = None) -> dict:
+                 ci: float = 0.95, checks: list[dict] | None = None, headline: list[str] | None = None,
+                 baseline: str | None = None) -> dict:
     """Write ``summary.json``, the HTML report rendered from it, its PNG figures and ``cells.csv`` into
     ``out_html``'s folder. ``headline``: text lines shown first on the page (a study on imported data:
     the practitioner's answer and the class counts, :func:`selfstudy.study.own.headline`).
@@ -178,7 +199,8 @@ def build_report(rows: list[dict], out_html: Path, spec: dict | None = None, met
     rows: the study's cells (keys in :data:`ROW_KEYS`); spec: the study spec, shown as run;
     meta: anything else worth recording (database path, device, ...), shown as a table;
     checks: the budget-check table of :func:`apply_budget_checks` (rows already marked by it).
-    ``utility_method``, ``bootstrap``, ``seed`` and ``ci`` go to the analysis.
+    ``utility_method``, ``bootstrap``, ``seed``, ``ci`` and ``baseline`` (the arm utility is computed
+    against, e.g. ``weights:imagenet``; default scratch) go to the analysis.
     Returns ``{"html": Path, "json": Path, "csv": Path, "figures": [Path], "summary": [point records],
     "record": the summary.json dict, "findings": [dict], "correlations": [dict], "text": str}``.
     """
@@ -188,7 +210,7 @@ def build_report(rows: list[dict], out_html: Path, spec: dict | None = None, met
     rows = list(rows)
     folder = out_html.parent
     folder.mkdir(parents=True, exist_ok=True)
-    analysis = analyse(rows, utility_method, bootstrap, seed, ci)
+    analysis = analyse(rows, utility_method, bootstrap, seed, ci, baseline=baseline)
     record = _summary(analysis, checks)
     json_path = folder / SUMMARY_JSON
     atomic_write_text(json_path, json.dumps(record, indent=1, default=str, allow_nan=False) + "\n")
@@ -325,8 +347,8 @@ def _utility_figure(groups: list[Group], colours: dict[str, str]) -> bytes:
 
     fig, axes = _new_figure(*_grid(len(groups)))
     for ax, g in zip(axes, groups):
-        scratch_ns = sorted(g.scratch.values)
-        n_min, n_max = scratch_ns[0], scratch_ns[-1]
+        base_ns = sorted({n for m in g.utility for n in g.arms[(g.baselines.get(m, SCRATCH), "finetune")].values})
+        n_min, n_max = base_ns[0], base_ns[-1]
         all_ns = sorted({p.n for pts in g.utility.values() for p in pts})
         ys = [0.0] + [y for pts in g.utility.values() for p in pts for y in (p.value, p.ci_low, p.ci_high)
                       if y is not None and math.isfinite(y) and p.kind != "extrapolated"]
@@ -494,6 +516,14 @@ def _html_page(analysis: Analysis, record: dict, rows, figures, scatter, correla
                "a lower bound, written <b>≥ x</b>; where it is no better than scratch at the smallest count, an "
                "upper bound, <b>≤ x</b>. A utility that reads a cell not above the task's trivial baseline "
                "beyond seed noise is <b>n/m</b>, not measurable.</p>")
+    base = record.get("baseline") or SCRATCH
+    if base != SCRATCH:
+        out.append(f"<p>Utility here is against <b>{e(base)}</b> (the spec's <code>utility.baseline</code>): "
+                   f"n<sub>scratch</sub> reads the {e(base)} curve, and Δ is the pretrained minus the {e(base)} "
+                   "result." + "".join(f" {e(x.strip())}." for x in _baseline_lines(record)[1:]) + "</p>")
+    help_lines = help_text(record.get("help") or [], base)
+    if help_lines:
+        out.append("<p class='note'>" + "<br>".join(e(x) for x in help_lines) + "</p>")
     out.append(_improving_banner(analysis))
     if analysis.skipped:
         out.append(f"<p class='note'>{len(analysis.skipped)} row(s) were left out of the analysis "
@@ -514,7 +544,8 @@ def _html_page(analysis: Analysis, record: dict, rows, figures, scatter, correla
     out.append("<h2>Utility vs labels</h2>")
     util_figs = [n for n in figs if n.startswith("utility_")]
     if util_figs:
-        out.append("<p>Finetuned arm of each method against scratch, with its intervals. "
+        against = "scratch" if base == SCRATCH else f"{e(base)} (scratch where it was not run)"
+        out.append(f"<p>Finetuned arm of each method against {against}, with its intervals. "
                    "<b>The grey regions cannot be measured</b>: above the curve U = N<sub>max</sub>/n − 1 "
                    "the pretrained model would have to be compared with a scratch model trained on more "
                    "labels than the study ran (N<sub>max</sub>, the largest scratch label count), and below "
@@ -579,7 +610,10 @@ def _summary_tables(record: dict) -> str:
                                f"{'<sup>' + _FLAG + '</sup>' if p['still_improving'] else ''}</td>")
                 dsig = p["delta_ci_low"] is not None and (p["delta_ci_low"] > 0 or p["delta_ci_high"] < 0)
                 d_cells.append(f"<td class='delta{' sig' if dsig else ''}'>{e(_delta_text(p))}</td>")
-            parts.append(f"<tr><td class='l'>{e(_dataset_name(dataset))}</td><td class='l'>{e(method)}</td>"
+            shown = method
+            if record.get("baseline", SCRATCH) != SCRATCH:
+                shown += f" vs {next(iter(by_n.values()))['baseline']}"
+            parts.append(f"<tr><td class='l'>{e(_dataset_name(dataset))}</td><td class='l'>{e(shown)}</td>"
                          f"<td class='l'>U</td>" + "".join(u_cells) + "</tr>")
             parts.append("<tr><td class='l'></td><td class='l'></td><td class='l'>Δ</td>" + "".join(d_cells) + "</tr>")
         parts.append("</table>")

@@ -233,23 +233,25 @@ def write_report(rows: list[dict], folder: Path, spec: dict | None, meta: dict |
     ``under_budget``, see :func:`selfstudy.study.autobudget.resolve_rows`); ``utility_method`` and
     ``bootstrap`` go to the analysis. Returns (report path or None when there are no rows, summary
     text)."""
-    from selfstudy.study.report import build_report, summary_table_text
+    from selfstudy.study import arms
+    from selfstudy.study.report import build_report
 
     folder = Path(folder)
     if not rows:
         return None, "no finished downstream cells yet: nothing to report"
     rows, check_table = autobudget.resolve_rows(rows, checks or [], (spec or {}).get("budget_check") or {})
-    summary = summary_table_text(rows, utility_method=utility_method, bootstrap=bootstrap, checks=check_table)
     # A study on imported data opens with the practitioner's answer and the class counts (study.own).
     from selfstudy.study.own import headline, report_meta
 
     head = headline(rows, spec, utility_method=utility_method, bootstrap=bootstrap)
     if head:
-        summary = "\n".join(head) + "\n\n" + summary
         meta = {**report_meta(head, spec), **(meta or {})}
     out_html = Path(out_html) if out_html is not None else folder / REPORT_NAME
+    # Utility against the spec's utility.baseline (scratch unless it names another arm); summary.txt is
+    # the text rendering of the same analysis the report and summary.json show.
     built = build_report(rows, out_html, spec, meta, utility_method=utility_method, bootstrap=bootstrap,
-                         checks=check_table, headline=head or None)
+                         checks=check_table, headline=head or None, baseline=arms.baseline_of(spec))
+    summary = ("\n".join(head) + "\n\n" if head else "") + built["text"]
     atomic_write_text(out_html.parent / SUMMARY_NAME, summary + "\n")
     return Path(built["html"]), summary
 
