@@ -48,12 +48,25 @@ def test_run_status_report(tmp_path, spec_file, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "utility" in out and f"report: {study / 'report.html'}" in out
     with ResultsDB.open(study) as db:
-        assert len(db.rows()) == 2 * 2 * 2  # methods x labels x seeds
+        downstream = db.rows()
+        assert len(downstream) == 2 * 2 * 2  # methods x labels x seeds
+        # budget: auto (the default): every finetune cell re-runs once at twice its budget; the fake
+        # results gain nothing there, so each is decided converged at its own budget
+        checks = db.rows(kind="check")
+        assert len(checks) == len(downstream)
+        assert sorted(c["check_of"] for c in checks) == sorted(r["cell_id"] for r in downstream)
+        assert {c["budget_factor"] for c in checks} == {2.0}
+        decisions = db.budget_decisions()
+        assert set(decisions) == {r["cell_id"] for r in downstream}
+        assert all(d["status"] == "converged" and d["counted_factor"] == 1.0 and d["gain"] == 0.0
+                   for d in decisions.values())
 
+    # 2 pretraining + 8 downstream + 8 budget checks
     assert main(["study", "status", str(study)]) == 0
     out = capsys.readouterr().out
-    assert "study clitest" in out and "10/10 cells done" in out
+    assert "study clitest" in out and "18/18 cells done" in out
     assert "pretrain    done 2  running 0  pending 0  failed 0" in out
+    assert "check       done 8  running 0  pending 0  failed 0" in out
 
     # A row a killed run left 'running' shows as interrupted when no run holds the study.
     import sqlite3
@@ -64,7 +77,7 @@ def test_run_status_report(tmp_path, spec_file, monkeypatch, capsys):
     con.close()
     assert main(["study", "status", str(study)]) == 0
     out = capsys.readouterr().out
-    assert "8/10 cells done" in out and "interrupted: pretrain TCVL rotation resnet9-tiny s0" in out
+    assert "16/18 cells done" in out and "interrupted: pretrain TCVL rotation resnet9-tiny s0" in out
 
     other = tmp_path / "elsewhere" / "r.html"
     assert main(["report", str(study / "results.sqlite"), "-o", str(other), "--bootstrap", "0"]) == 0
@@ -80,12 +93,14 @@ def test_cells_dry_run(spec_file, capsys):
     assert out.count("downstream  TCVL") == 4 and out.count("check       TCVL") == 4
     assert main(["study", "cells", "paper", "--count"]) == 0
     out = capsys.readouterr().out
-    # 12 datasets x 4 methods x 3 seeds; pose is skipped on the 6 fixed-viewpoint datasets:
-    # (12 + 6) task-datasets x 5 arms x 2 protocols x 8 label counts x 3 seeds; budget checks: the 18
-    # task-datasets x 5 arms at 2 label counts, seed 0
-    checks = 18 * 5 * 2
-    assert out.startswith(f"{144 + 18 * 5 * 2 * 8 * 3 + checks} cells: 144 pretraining, "
-                          f"{18 * 5 * 2 * 8 * 3} downstream, {checks} budget checks")
+    # 12 datasets x 4 methods x 2 backbones (resnet9, resnet50) x 3 seeds pretrained; pose is skipped on
+    # the 6 fixed-viewpoint datasets: (12 + 6) task-datasets x 6 arms (scratch, scratch-cmc, 4 methods)
+    # x 2 backbones x 2 protocols x 8 label counts x 3 seeds downstream; budget checks (finetune only):
+    # the 18 task-datasets x 6 arms x 2 backbones at 2 label counts, seed 0
+    pretraining, downstream, checks = 12 * 4 * 2 * 3, 18 * 6 * 2 * 2 * 8 * 3, 18 * 6 * 2 * 2
+    assert pretraining + downstream + checks == 11088
+    assert out.startswith(f"11088 cells: {pretraining} pretraining, {downstream} downstream, "
+                          f"{checks} budget checks")
     assert out.count("note: skipped task pose") == 6
 
 
@@ -170,24 +185,35 @@ def test_exit_status_of_the_real_command(tmp_path):
                                    "allowed: label counts are positive whole numbers (100, 1000, or 1k)")
 
 
-def test_budget_checks_through_the_commands(tmp_path, spec_file, monkeypatch, capsys):
-    class LongerIsBetter(FakeCells):
-        def __call__(self, cell):
-            out = super().__call__(cell)
-            if cell.kind == "check":  # twice the budget: +0.05 on scratch at 1000 labels
-                out = {**out, "val": out["val"] + 0.05, "test": out["test"] + 0.05, "steps": 20}
-            return out
+class LongerIsBetter(FakeCells):
+    """FakeCells whose budget checks gain: at module level so that the local executor pickles it."""
 
+    def __call__(self, cell):
+        out = super().__call__(cell)
+        if cell.kind == "check":  # twice the budget: +0.05 on scratch at 1000 labels
+            out = {**out, "val": out["val"] + 0.05, "test": out["test"] + 0.05, "steps": 20}
+        return out
+
+
+def test_budget_checks_through_the_commands(tmp_path, spec_file, monkeypatch, capsys):
     monkeypatch.setattr(runner, "PipelineCells", LongerIsBetter)
     study = tmp_path / "study"
     argv = ["study", "run", str(spec_file), "--dir", str(study), "--no-progress",
             "budget_check.labels=[1000]", "budget_check.methods=[scratch]"]
     assert main(argv) == 0
-    assert "budget check (x2 budget): 1 of 1 re-run cell(s) gained more than 0.01" in capsys.readouterr().out
+    # budget: auto: the x2 check gained, so the cell ran again at x4, which gained nothing over x2:
+    # converged, counting the x2 attempt
+    assert "budget check (x2 budget): 1 of 2 re-run cell(s) gained more than 0.01" in capsys.readouterr().out
+    with ResultsDB.open(study) as db:
+        (checked,) = [r for r in db.rows() if r["method"] == "scratch" and r["n_labels"] == 1000]
+        assert [c["budget_factor"] for c in db.attempts(checked["cell_id"])] == [2.0, 4.0]
+        decision = db.budget_decisions()[checked["cell_id"]]
+        assert decision["status"] == "converged" and decision["counted_factor"] == 2.0
+        assert decision["gain"] == 0.0
     assert main(["study", "status", str(study)]) == 0
     out = capsys.readouterr().out
-    assert "6/6 cells done" in out and "check       done 1  running 0  pending 0  failed 0" in out
+    assert "7/7 cells done" in out and "check       done 2  running 0  pending 0  failed 0" in out
     assert main(["report", str(study), "--bootstrap", "0"]) == 0
     out = capsys.readouterr().out
-    assert "budget check (x2 budget): 1 of 1" in out and "scratch n=1000 s0: val 0.6 -> 0.65" in out
+    assert "budget check (x2 budget): 1 of 2" in out and "scratch n=1000 s0: val 0.6 -> 0.65" in out
     assert "Budget check" in (study / "report.html").read_text()
