@@ -11,8 +11,9 @@ from typing import Mapping
 
 import numpy as np
 
+from selfstudy.core import distributed
 from selfstudy.core.device import check_precision
-from selfstudy.data.generate import data_argument, ensure_dataset
+from selfstudy.data import generate
 from selfstudy.data.store import Dataset
 from selfstudy.data.subsets import nested_balanced, nested_random, subset_sha
 from selfstudy.errors import UserError
@@ -22,23 +23,41 @@ from selfstudy.tasks import Task
 VAL_SUBSET_SEED, TEST_SUBSET_SEED = 0x7A1, 0x7E57
 
 
-def open_data(data, res: int | None = None, n: int | None = None, progress: bool = False):
+def open_data(data, res: int | None = None, n: int | None = None, progress: bool = False,
+              res_name: str = "--res"):
     """A :class:`~selfstudy.data.store.Dataset` from a folder, a ``Dataset``, or a factor string
     (``"TCVL"``: generated once, then reused, by ``selfstudy.data.generate.ensure_dataset``).
 
     ``res`` (pixels) and ``n`` (images) pick what to generate for a factor string; for a folder ``res``
-    must match the stored images.
+    must match the stored images (``res_name`` names it in the error: ``--res`` on the command line,
+    ``res`` for a Python argument). Under torchrun every rank calls this: rank 0 renders a factor
+    string's dataset, the others wait, then find the finished dataset by its hash.
     """
     if isinstance(data, Dataset):
         ds = data
     else:
-        target = data_argument(data, res, n)
-        ds = Dataset(target if isinstance(target, Path) else ensure_dataset(target, progress=progress))
+        target = generate.data_argument(data, res, n)
+        if isinstance(target, Path):
+            ds = Dataset(target)
+        elif distributed.current().is_main:
+            path = generate.ensure_dataset(target, progress=progress)
+            distributed.barrier()
+            ds = Dataset(path)
+        else:
+            distributed.barrier()
+            ds = Dataset(generate.ensure_dataset(target, progress=False))
     stored = int(ds["images"].shape[1])
     if res is not None and int(res) != stored:
-        raise UserError(f"dataset {ds.path} is {stored} px but --res {res} was asked for; omit --res or "
+        asked = f"{res_name} {res}" if res_name.startswith("-") else f"{res_name}={res}"
+        raise UserError(f"dataset {ds.path} is {stored} px but {asked} was asked for; omit {res_name} or "
                         f"render the dataset at {res} px")
     return ds
+
+
+def names_a_folder(data) -> bool:
+    """Whether :func:`open_data` opens ``data`` as it is (a ``Dataset`` or a folder) rather than
+    generating or reusing the dataset of a factor string."""
+    return isinstance(data, Dataset) or isinstance(generate.data_argument(data), Path)
 
 
 def dataset_factors(ds) -> str | None:

@@ -37,15 +37,14 @@ from selfstudy.config import convert_field, parse_overrides
 from selfstudy.core import distributed
 from selfstudy.core.constants import PRECISIONS
 from selfstudy.core.device import resolve_device
-from selfstudy.data import generate
 from selfstudy.data.colour import SPACES, InputTransform
 from selfstudy.data.device import load_split, to_float
-from selfstudy.data.store import Dataset
 from selfstudy.errors import UserError
 from selfstudy.methods import METHODS, build_method
 from selfstudy.models import BACKBONES, build_backbone
 from selfstudy.scene.classes import NUM_CLASSES
 from selfstudy.train.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from selfstudy.train.inputs import names_a_folder, open_data
 from selfstudy.train.loop import AfterStep, TrainConfig, Trainer
 
 FINAL_FORMAT = 1
@@ -133,8 +132,9 @@ def pretrain(data: str | os.PathLike, method: str, backbone: str, *, res: int | 
     """Pretrain ``method`` on ``backbone`` and return the path of ``out/final.pt``.
 
     Args:
-        data: a dataset folder, or a factor string (``"TCVL"``, ``"0110"``), in which case the dataset
-            is generated once (or reused) by :func:`selfstudy.data.generate.ensure_dataset`.
+        data: a dataset folder (or an opened :class:`~selfstudy.data.store.Dataset`), or a factor
+            string (``"TCVL"``, ``"0110"``), in which case the dataset is generated once (or reused)
+            by :func:`selfstudy.data.generate.ensure_dataset` (:func:`selfstudy.train.inputs.open_data`).
         method, backbone: registry names (``rotation``; ``resnet9-tiny``).
         res: input resolution in pixels. For a dataset folder it must equal the dataset's (default);
             for a factor string it picks the rendered resolution. Checked against the backbone.
@@ -181,17 +181,14 @@ def pretrain(data: str | os.PathLike, method: str, backbone: str, *, res: int | 
     device = str(device)  # a torch.device works too
     dist = distributed.init_from_env(device)
     device = resolve_device(device, dist)
-    ds = _open_data(data, res, num_images, progress=progress and dist.is_main)
+    ds = open_data(data, res, num_images, progress=progress and dist.is_main, res_name="res")
     ds_res = int(ds["images"].shape[1])
-    if res is not None and res != ds_res:
-        raise UserError(f"dataset {ds.path} is {ds_res} px but res={res} was asked for; "
-                        f"omit res or render the dataset at {res} px")
     probe_backbone.check_input_res(ds_res)
     del probe_backbone
 
     # The pool: the train split plus any unlabeled images (an imported dataset); never val or test.
     pool = ds.pool_indices()
-    if num_images is not None and _is_folder(data):
+    if num_images is not None and names_a_folder(data):
         pool = pool[:num_images]
     train = load_split(ds, None, device, names=("images", "label"), indices=pool)
     train.pop("index")  # the loop's batch["index"] is the position in these tensors (CMC's bank)
@@ -247,26 +244,6 @@ def pretrain(data: str | os.PathLike, method: str, backbone: str, *, res: int | 
         save_checkpoint(final_path, final)
     distributed.barrier()
     return final_path
-
-
-def _is_folder(data: str | os.PathLike) -> bool:
-    p = Path(data)
-    return p.is_dir() or os.sep in str(data) or not str(data).strip()
-
-
-def _open_data(data: str | os.PathLike, res: int | None, num_images: int | None, progress: bool):
-    """A :class:`Dataset` for a folder path, or for a factor string (generated on first use)."""
-    cfg = generate.data_argument(data, res, num_images)
-    if isinstance(cfg, Path):
-        return Dataset(cfg)
-    # Under torchrun, rank 0 renders; the others wait, then find the finished dataset by its hash.
-    if distributed.current().is_main:
-        path = generate.ensure_dataset(cfg, progress=progress)
-        distributed.barrier()
-    else:
-        distributed.barrier()
-        path = generate.ensure_dataset(cfg, progress=False)
-    return Dataset(path)
 
 
 def load_transfer(path: str | os.PathLike) -> dict:
