@@ -11,7 +11,8 @@ from selfstudy.data.store import Dataset, DatasetWriter
 from selfstudy.errors import UserError
 from selfstudy.models import build_backbone
 from selfstudy.train.checkpoint import save_checkpoint
-from selfstudy.train.finetune import Budget, run
+from selfstudy.train.budget import Budget
+from selfstudy.train.finetune import run
 from selfstudy.train.selection import still_improving
 
 

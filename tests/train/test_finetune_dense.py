@@ -12,9 +12,10 @@ from selfstudy.data.store import Dataset, DatasetWriter
 from selfstudy.data.subsets import nested_balanced, nested_random
 from selfstudy.errors import UserError
 from selfstudy.tasks.segmentation import IGNORE_INDEX, Segmentation
-from selfstudy.train.finetune import Budget, run
+from selfstudy.train.budget import Budget, ProbeBudget
+from selfstudy.train.finetune import run
 from selfstudy.train.inputs import labeled_subset
-from selfstudy.train.probe import ProbeBudget, linear
+from selfstudy.train.probe import linear
 
 PALETTE = np.array([[128, 128, 128],                                   # background
                     [230, 40, 40], [40, 200, 60], [50, 80, 230]])    # classes 0, 1, 2 (labels 1, 2, 3)

@@ -10,7 +10,8 @@ from selfstudy.data.colour import InputTransform
 from selfstudy.data.store import Dataset, DatasetWriter
 from selfstudy.errors import UserError
 from selfstudy.models import build_backbone
-from selfstudy.train.probe import ProbeBudget, ProbeFeatures, extract, knn, knn_scores, linear
+from selfstudy.train.budget import ProbeBudget
+from selfstudy.train.probe import ProbeFeatures, extract, knn, knn_scores, linear
 
 
 def make_dataset(path, n=300, res=16, seed=0):

@@ -37,10 +37,11 @@ def run(args: argparse.Namespace) -> int:
     from selfstudy.errors import UserError
     from selfstudy.tasks import CategoricalTask, get_task
     from selfstudy.train import probe
+    from selfstudy.train.budget import ProbeBudget
     from selfstudy.train.model import resolve_init
 
     task = get_task(args.task)
-    budget = probe.ProbeBudget.from_overrides(args.overrides)
+    budget = ProbeBudget.from_overrides(args.overrides)
     if args.labels <= 0:
         raise UserError(f"--labels {args.labels} is not allowed; it must be a positive number of images")
     if args.knn and not isinstance(task, CategoricalTask):

@@ -42,6 +42,7 @@ from selfstudy.study.db import DB_NAME, ResultsDB, git_commit
 from selfstudy.study.executor import (Executor, InProcessExecutor, LocalExecutor, choose_executor,
                                       make_executor)
 from selfstudy.study.spec import Cell, Plan, Spec, dataset_label
+from selfstudy.train.budget import Budget, ProbeBudget
 
 LOCK_NAME = ".lock"
 REPORT_NAME = "report.html"
@@ -652,16 +653,16 @@ class PipelineCells:
         if cell.kind == "check":  # a finetune cell re-run with its budget scaled up
             options = dict(cell.config["budget"])
         if cell.protocol == "finetune":
-            from selfstudy.train import finetune, recipe
+            from selfstudy.train import recipe
 
-            budget = finetune.Budget.from_overrides(options)
+            budget = Budget.from_overrides(options)
             # finetune.run, over the budget's lr/weight-decay grid when it has one (train.recipe)
             return dict(recipe.run(ds, cell.task, budget=budget, **common))
         from selfstudy.train import probe
 
         del common["progress"]  # probes are seconds long: no bar
         fn = getattr(probe, cell.protocol)
-        return dict(fn(ds, cell.task, budget=probe.ProbeBudget.from_overrides(options), **common))
+        return dict(fn(ds, cell.task, budget=ProbeBudget.from_overrides(options), **common))
 
 
 def describe(plan: Plan) -> str:

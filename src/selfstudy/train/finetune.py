@@ -60,7 +60,7 @@ from selfstudy.train.model import (DownstreamModel, build_encoder, build_head, e
 from selfstudy.train.result import DownstreamResult, scores
 from selfstudy.train.selection import Selection, anneal_steps, still_improving
 
-__all__ = ["Budget", "TILE_ROWS", "run"]
+__all__ = ["TILE_ROWS", "run"]
 
 #: Rows a labeled subset is tiled up to, so that a Trainer epoch holds many full batches (the paper
 #: tiled small subsets to 10k samples per round, docs/PAPER.md §6.3).
