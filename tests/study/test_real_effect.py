@@ -24,6 +24,9 @@ SPEC = {
     "finetune": {"epochs": 20, "min_steps": 150, "max_steps": 250, "batch_size": 64, "evals": 5,
                  "patience": 0, "val_size": 500},
     "device": "cpu", "precision": "bf16", "channels_last": True, "space": "rgb",
+    # This test is about the effect at fixed budgets; budget: auto (the default) would re-run every
+    # cell at up to 8x its budget (tested in test_runner/test_autobudget).
+    "budget_check": {"mode": "off"},
 }
 
 
