@@ -1,6 +1,6 @@
 # selfstudy: two commands set up a fresh machine.
 #   make demo   run the quick study on the embedded defaults and write its report
-#   make test   run the test suite
+#   make test   run the test suite (make test-all adds the three tests of over a minute each)
 #   make bench  run the benchmarks (one JSON line each)
 #
 # TORCH_SPEC chooses the torch build. The default is the CPU build this project is developed on;
@@ -13,7 +13,7 @@ PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.installed
 EGL_PKGS   := libegl1 libgl1-mesa-dri libegl-mesa0
 
-.PHONY: demo test test-fast bench egl venv clean
+.PHONY: demo test test-all test-fast bench egl venv clean
 
 venv: $(STAMP)
 
@@ -37,7 +37,11 @@ egl:
 demo: venv egl
 	$(VENV)/bin/selfstudy study run quick
 
+# The whole suite but the three tests of over a minute (marked long): under 10 minutes on 2 cores.
 test: venv egl
+	$(PY) -m pytest -q -m "not long" tests
+
+test-all: venv egl
 	$(PY) -m pytest -q tests
 
 test-fast: venv egl

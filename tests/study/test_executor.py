@@ -305,6 +305,7 @@ def test_driver_sigkilled_mid_run_then_rerun_gives_the_uninterrupted_rows(tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_real_cells_give_the_same_rows_inprocess_and_in_two_workers(tmp_path, one_thread):
     pytest.importorskip("selfstudy.data.generate")
     spec = spec_from_dict({
@@ -337,7 +338,7 @@ def test_a_study_through_a_real_local_ray_gives_the_inprocess_rows(tmp_path):
     the cells give the rows of an in-process run, numbers included."""
     pytest.importorskip("ray")
     pytest.importorskip("selfstudy.data.generate")
-    overrides = ["protocols=[finetune]", "labels=[20]", "budget_check={}"]
+    overrides = ["protocols=[finetune]", "labels=[20]", "budget_check=off"]  # an empty section is auto now
     data = tmp_path / "data"
     env = {**os.environ, "RAY_ADDRESS": "", "SELFSTUDY_THREADS": "1", "SELFSTUDY_RAY_CPUS": "1",
            "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}

@@ -31,6 +31,7 @@ SPEC = {
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_rotation_pretraining_saves_labels_at_the_smallest_count(tmp_path):
     result = run_study(spec_from_dict(SPEC), tmp_path / "s", progress=False,
                        data_root=tmp_path / "data", report=False)

@@ -211,6 +211,7 @@ def linear_probe_accuracy(encoder, transform, train, test):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_simclr_pretraining_beats_random_init_in_a_linear_probe(tmp_path_factory):
     """The real effect, on TCVL (all four factors varied: textured objects on textured backgrounds).
 
