@@ -423,7 +423,7 @@ def _import_ray():
     try:
         import ray
     except ImportError:
-        raise UserError("the ray executor needs Ray, which is not installed: pip install -e '.[ray]' "
+        raise UserError("the ray executor needs Ray, which is not installed: pip install ray (in a checkout: pip install -e '.[ray]') "
                         "(or use --executor local or inprocess)") from None
     return ray
 

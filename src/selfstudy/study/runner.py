@@ -40,7 +40,7 @@ from selfstudy.errors import UserError
 from selfstudy.study import autobudget
 from selfstudy.study.db import DB_NAME, ResultsDB, git_commit
 from selfstudy.study.executor import (Executor, InProcessExecutor, LocalExecutor, choose_executor,
-                                      make_executor)
+                                      _import_ray, make_executor)
 from selfstudy.study.spec import Cell, Plan, Spec, dataset_label
 from selfstudy.train.budget import Budget, ProbeBudget
 
@@ -108,6 +108,8 @@ def run_study(spec: Spec, study_dir: str | os.PathLike, executor: Executor | str
     started = time.perf_counter()
     out = sys.stdout if out is None else out
     study_dir = Path(study_dir)
+    if executor == "ray":
+        _import_ray()  # refuse before anything is written when Ray is missing
     study_dir.mkdir(parents=True, exist_ok=True)
     plan = spec.cells()
     if cell_fn is None:
