@@ -762,17 +762,7 @@ def _data_spec(raw, where: str) -> DataSpec:
     if not factors or not isinstance(factors, list):
         raise UserError(f"{where}: datasets.factors must be a list of factor strings like [TCVL, 0000], "
                         f"got {factors!r}")
-    bits = []
-    for f in factors:
-        # YAML reads 0110 as the integer 110 (and 0000 as 0): give the digits back their zeros.
-        s = f"{f:04d}" if isinstance(f, int) and not isinstance(f, bool) else str(f)
-        try:
-            b = Factors.parse(s).bits
-        except UserError as e:
-            raise UserError(f"{where}: datasets.factors: {e}") from None
-        if b in bits:
-            raise UserError(f"{where}: datasets.factors lists {Factors.parse(b).letters} twice")
-        bits.append(b)
+    bits = _factor_bits(factors, "datasets.factors", where)
     sources = _pretrain_on(raw.get("pretrain_on"), bits, where)
     data = DataSpec.load({**raw, "factors": tuple(bits), "pretrain_on": sources}, where=where,
                          prefix="datasets.")
@@ -1030,6 +1020,22 @@ def pretrain_sources(data: DataSpec) -> tuple[str, ...]:
     return tuple(data.pretrain_on)
 
 
+
+def _factor_bits(items: list, key: str, where: str) -> list[str]:
+    """Each factor string of ``items`` as bits, refusing a bad one or one given twice (``key`` names the list)."""
+    bits = []
+    for f in items:
+        # YAML reads 0110 as the integer 110 (and 0000 as 0): give the digits back their zeros.
+        s = f"{f:04d}" if isinstance(f, int) and not isinstance(f, bool) else str(f)
+        try:
+            b = Factors.parse(s).bits
+        except UserError as e:
+            raise UserError(f"{where}: {key}: {e}") from None
+        if b in bits:
+            raise UserError(f"{where}: {key} lists {Factors.parse(b).letters} twice")
+        bits.append(b)
+    return bits
+
 def _pretrain_on(raw, factors: list[str], where: str) -> tuple[str, ...]:
     """``datasets.pretrain_on`` resolved: ``()`` (absent or ``same``), every dataset of ``factors``
     (``all``), or the listed datasets' factor bits."""
@@ -1042,17 +1048,7 @@ def _pretrain_on(raw, factors: list[str], where: str) -> tuple[str, ...]:
     if not isinstance(raw, list) or not raw:
         raise UserError(f"{where}: datasets.pretrain_on must be all, same or a non-empty list of factor "
                         f"strings like [0000, TCVL], got {raw!r}")
-    out = []
-    for f in raw:
-        s = f"{f:04d}" if isinstance(f, int) and not isinstance(f, bool) else str(f)
-        try:
-            b = Factors.parse(s).bits
-        except UserError as e:
-            raise UserError(f"{where}: datasets.pretrain_on: {e}") from None
-        if b in out:
-            raise UserError(f"{where}: datasets.pretrain_on lists {Factors.parse(b).letters} twice")
-        out.append(b)
-    return tuple(out)
+    return tuple(_factor_bits(raw, "datasets.pretrain_on", where))
 
 
 def protocol_options(options: Mapping[str, Any], backbone: str | None) -> dict:
