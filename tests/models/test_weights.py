@@ -89,7 +89,7 @@ def test_files_that_are_not_weights_are_refused(tmp_path):
     with pytest.raises(UserError, match="holds no backbone weights"):
         read_state_dict(tmp_path / "meta.pth")
     torch.save([torch.zeros(1)], tmp_path / "list.pth")
-    with pytest.raises(UserError, match="holds a list, not a state dict"):
+    with pytest.raises(UserError, match="holds a list, not a dict"):
         read_state_dict(tmp_path / "list.pth")
 
     torch.save({"conv1.weight": torch.zeros(1), "obj": Pickled()}, tmp_path / "pickle.pth")

@@ -46,20 +46,28 @@ def is_weights_init(init: Mapping | None) -> bool:
     return isinstance(init, Mapping) and bool(init.get("weights"))
 
 
-def load_file(path: str | os.PathLike) -> dict:
-    """The dict in a torch file, loaded onto the CPU with ``weights_only=True``; :class:`UserError` if
-    the file is missing, not a torch file, holds pickled objects, or is not a dict."""
+#: What :func:`load_file` tells a user whose weights file it cannot read.
+WEIGHTS_FIX = "it must be a torch file of tensors (torch.save(model.state_dict(), path))"
+
+
+def load_file(path: str | os.PathLike, what: str = "weights file", fix: str = WEIGHTS_FIX) -> dict:
+    """The dict in a torch file, loaded onto the CPU with ``weights_only=True`` (nothing in the file can
+    run code). The one loader for torch files: weights files here, selfstudy's own checkpoints through
+    ``train.checkpoint.load_checkpoint``.
+
+    Raises :class:`UserError` if the file is missing, not a torch file, holds pickled objects, or is not
+    a dict; the message calls the file ``what`` and ends with ``fix`` (what to do instead).
+    """
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+        raise UserError(f"{what} {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a bad file (RuntimeError, UnpicklingError, EOFError)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path} is not a readable weights file ({first[:200]}); it must be a torch file "
-                        f"of tensors (torch.save(model.state_dict(), path))") from None
+        raise UserError(f"{path} is not a readable {what} ({first[:200]}); {fix}") from None
     if not isinstance(state, dict):
-        raise UserError(f"{path} holds a {type(state).__name__}, not a state dict; save model.state_dict()")
+        raise UserError(f"{path} is not a readable {what}: it holds a {type(state).__name__}, not a dict; {fix}")
     return state
 
 

@@ -16,6 +16,7 @@ import torch
 
 from selfstudy.core.io import atomic_write
 from selfstudy.errors import UserError
+from selfstudy.models.weights import load_file
 
 
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
@@ -33,23 +34,13 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint` onto the CPU, with ``weights_only=True``.
+    """Load a checkpoint written by :func:`save_checkpoint` onto the CPU, with ``weights_only=True``
+    (``models.weights.load_file``, the one loader of torch files).
 
     Raises :class:`UserError` if the file is missing, truncated, not a torch file, or holds anything
     but tensors and plain containers.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{what} {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a bad file (RuntimeError, UnpicklingError, EOFError)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path} is not a readable selfstudy {what} ({first[:200]}); "
-                        f"delete it or point to another file") from None
-    if not isinstance(state, dict):
-        raise UserError(f"{path} is not a selfstudy {what} (it holds a {type(state).__name__}, not a dict)")
-    return state
+    return load_file(path, f"selfstudy {what}", fix="delete it or point to another file")
 
 
 def capture_rng(generators: Mapping[str, torch.Generator]) -> dict:
