@@ -57,7 +57,7 @@ from selfstudy.train.inputs import (TEST_SUBSET_SEED, VAL_SUBSET_SEED, check_run
 from selfstudy.train.loop import TrainConfig, Trainer
 from selfstudy.train.model import (DownstreamModel, build_encoder, build_head, evaluate, input_transform,
                                    resolve_init, seeded)
-from selfstudy.train.result import DownstreamResult, scores
+from selfstudy.train.result import DownstreamResult, selected
 from selfstudy.train.selection import Selection, anneal_steps, still_improving
 
 __all__ = ["TILE_ROWS", "run"]
@@ -120,43 +120,33 @@ def run(ds, task: "str | Task", *, backbone: str | None = None, n_labels: int, s
         return evaluate(module, task, data.test_images, data.y_test, batch_size=budget.eval_batch,
                         precision=precision, channels_last=channels_last)
 
-    last_step, last_val = selection.curve[-1]
+    last_step = selection.curve[-1][0]
     test_last = score_test(model)
     if selection.best_step == last_step:
         test_best = test_last
     else:
         model.load_state_dict(selection.best_state)
         test_best = score_test(model)
-    primary = task.primary
     resolved["stopped_early"] = selection.stopped_early
     resolved["end_lr"] = trainer.lr  # the rate of the last step: final_lr, whether stopped or not
     trivial = task.trivial(data.y_test)  # the trivial prediction's score on the test split (signal guard)
-    return DownstreamResult(
-        metric=primary,
-        higher_is_better=task.higher_is_better,
-        val=selection.best,
-        test=test_best[primary],
-        val_last=last_val[primary],
-        test_last=test_last[primary],
+    return selected(
+        task, selection, test_best, test_last,
         still_improving=(not selection.stopped_early) and still_improving(
             selection.values, task.higher_is_better, resolved["min_delta"], budget.late_fraction),
+        stopped_early=selection.stopped_early,
+        extra_metrics={"test/trivial": trivial} if trivial is not None else None,
         steps=int(trainer.step),
         seconds=time.perf_counter() - t_start,
-        metrics=scores(val=selection.best_metrics, test=test_best, val_last=last_val, test_last=test_last)
-        | ({"test/trivial": trivial} if trivial is not None else {}),
         subset_sha=sha,
         # The labeled dataset rows; the study database keeps them once per subset (by sha).
         subset_indices=ds.indices("train")[pos].tolist(),
         budget=resolved,
         protocol="finetune" if init is not None else SCRATCH,
-        task=task.spec,
         backbone=backbone,
         method=init["method"] if init is not None else None,
         n_labels=int(n_labels),
         seed=int(seed),
-        best_step=selection.best_step,
-        stopped_early=selection.stopped_early,
-        curve=[[s, m[primary]] for s, m in selection.curve],
     )
 
 

@@ -43,7 +43,7 @@ from selfstudy.train.inputs import (TEST_SUBSET_SEED, VAL_SUBSET_SEED, check_run
                                     fixed_subset, labeled_subset, open_data)
 from selfstudy.train.loop import TrainConfig, Trainer
 from selfstudy.train.model import build_encoder, input_transform, resolve_init, seeded
-from selfstudy.train.result import DownstreamResult, scores
+from selfstudy.train.result import DownstreamResult, scores, selected
 from selfstudy.train.selection import Selection, still_improving
 
 
@@ -215,35 +215,23 @@ def linear(ds=None, task: "str | Task" = "classification", *, init=None, n_label
         if best is None or task.better(sel.best, best[1].best):
             best = (wd, sel, module)
     wd, sel, module = best
-    last_val = sel.curve[-1][1]
     test_last = _score(module, task, f.x_test, f.y_test)
     module.load_state_dict(sel.best_state)
     test_best = _score(module, task, f.x_test, f.y_test)
-    primary = task.primary
-    return DownstreamResult(
-        metric=primary,
-        higher_is_better=task.higher_is_better,
-        val=sel.best,
-        test=test_best[primary],
-        val_last=last_val[primary],
-        test_last=test_last[primary],
+    return selected(
+        task, sel, test_best, test_last,
         still_improving=still_improving(sel.values, task.higher_is_better, min_delta, budget.late_fraction),
         steps=budget.steps * len(budget.weight_decays),
         seconds=f.seconds + time.perf_counter() - t0,
-        metrics=scores(val=sel.best_metrics, test=test_best, val_last=last_val, test_last=test_last),
         subset_sha=f.subset_sha,
         subset_indices=f.info.get("subset_indices"),
         budget={**asdict(budget), "weight_decay": wd, "best_step": sel.best_step, "batch": batch,
                 "min_delta": min_delta, "fits": fits},
         protocol="linear",
-        task=task.spec,
         backbone=f.backbone,
         method=f.method,
         n_labels=n_images,
         seed=seed,
-        best_step=sel.best_step,
-        stopped_early=False,
-        curve=[[s, m[primary]] for s, m in sel.curve],
     )
 
 

@@ -7,7 +7,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:  # annotations only: this module imports no torch
+    from selfstudy.tasks import Task
+    from selfstudy.train.selection import Selection
 
 
 def prefixed(prefix: str, metrics: Mapping[str, float]) -> dict[str, float]:
@@ -86,3 +90,34 @@ class DownstreamResult(Mapping):
 
 _KEYS = tuple(f.name for f in dataclasses.fields(DownstreamResult))
 _INDEX = frozenset(_KEYS)
+
+
+def selected(task: "Task", selection: "Selection", test_best: Mapping[str, float],
+             test_last: Mapping[str, float], *, still_improving: bool, stopped_early: bool = False,
+             extra_metrics: Mapping[str, float] | None = None, **fields: Any) -> DownstreamResult:
+    """The result of a trained run (finetuning, scratch, the linear probe): the weights ``selection``
+    chose (best validation) scored ``test_best`` on the test split, the last weights ``test_last``.
+
+    This fills every field read from the task and the selection (metric, direction, val/test of both
+    weights, ``metrics``, ``best_step``, ``curve``); ``fields`` are the protocol's own (``steps``,
+    ``seconds``, ``subset_sha``, ``subset_indices``, ``budget``, ``protocol``, ``backbone``,
+    ``method``, ``n_labels``, ``seed``). ``extra_metrics`` go after the split metrics.
+    """
+    primary = task.primary
+    last_val = selection.curve[-1][1]
+    metrics = scores(val=selection.best_metrics, test=test_best, val_last=last_val, test_last=test_last)
+    return DownstreamResult(
+        metric=primary,
+        higher_is_better=task.higher_is_better,
+        val=selection.best,
+        test=test_best[primary],
+        val_last=last_val[primary],
+        test_last=test_last[primary],
+        still_improving=still_improving,
+        metrics=metrics | dict(extra_metrics or {}),
+        task=task.spec,
+        best_step=selection.best_step,
+        stopped_early=stopped_early,
+        curve=[[s, m[primary]] for s, m in selection.curve],
+        **fields,
+    )
