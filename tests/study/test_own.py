@@ -103,6 +103,16 @@ def test_imbalanced_data_gets_a_note_and_its_counts(tmp_path):
     note = [n for n in plan.notes if "imbalanced" in n]
     assert note and "class 'triangle' has 8 training images" in note[0] and "at 60 labels" in note[0]
     assert "  triangle       8      2      2" in "\n".join(data.lines())
+    # at the whole training split (92) every image is used: no subset to balance, no note for that count
+    assert [n for n in spec(tmp_path / "skewed", labels=[60, 92]).cells().notes if "at 60 labels" in n]
+    assert not [n for n in spec(tmp_path / "skewed", labels=[6, 92]).cells().notes if "imbalanced" in n]
+
+
+def test_near_equal_classes_get_no_imbalance_note_at_the_whole_split():
+    data = imp.ImportedData(path="/d", name="digits", config_hash="h", res=32,
+                            class_counts=(("0", 124, 27, 27), ("8", 122, 26, 26), ("3", 129, 27, 27)))
+    assert data.train == 375 and data.imbalance_note([12, 100, 375]) == ""
+    assert "at 369 labels" in data.imbalance_note([12, 369, 375])  # 123 a class > 122
 
 
 @pytest.mark.parametrize("datasets, match", [

@@ -66,10 +66,12 @@ class ImportedData:
         return {"kind": "import", "config_hash": self.config_hash}
 
     def imbalance_note(self, counts) -> str:
-        """A plan note for the label counts at which class-balanced subsets are not possible ("" if none)."""
+        """A plan note for the label counts at which class-balanced subsets are not possible ("" if none).
+        The whole labeled training split is not one of them: a cell at that count uses every training
+        image, whatever the class sizes (near-equal classes, e.g. 122-129 images each, are no note)."""
         k = len(self.class_counts)
         name, small = self.smallest
-        over = [n for n in counts if -(-n // k) > small]
+        over = [n for n in counts if -(-n // k) > small and n < self.train]
         if not over:
             return ""
         return (f"dataset {self.name} is imbalanced (class {name!r} has {small} training images): at "
