@@ -21,7 +21,8 @@ from selfstudy.study.runner import THREADS_META, run_study
 from selfstudy.study.spec import spec_from_dict
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_runner import SPEC, _final, fake_result  # noqa: E402
+from killing import done_count, final_rows, kill_at_done_counts, rerun_matches  # noqa: E402
+from test_runner import SPEC, fake_result  # noqa: E402
 
 
 class FakeCells:
@@ -140,7 +141,7 @@ def test_local_study_gives_the_rows_of_an_inprocess_study(tmp_path, one_thread):
                            cell_fn=FakeCells(tmp_path / "b"), progress=True, report=False)
     assert result.ok and result.ran == len(plan)
     # FakeCells raises for a cell started before its pretraining: none was.
-    assert _final(tmp_path / "local") == _final(tmp_path / "inproc")
+    assert final_rows(tmp_path / "local") == final_rows(tmp_path / "inproc")
     with ResultsDB.open(tmp_path / "local") as db:
         assert db.get_meta(THREADS_META) == 1
         assert all(r["result"]["threads"] == 1 for r in db.rows())
@@ -165,7 +166,7 @@ def test_a_failed_pretraining_in_a_worker_blocks_its_cells(tmp_path, one_thread)
                       cell_fn=FakeCells(tmp_path / "m"), progress=False, report=False)
     assert retry.ok and retry.ran == 1 + len(dependants)
     run_study(spec, tmp_path / "full", cell_fn=FakeCells(tmp_path / "f"), progress=False, report=False)
-    assert _final(tmp_path / "s") == _final(tmp_path / "full")
+    assert final_rows(tmp_path / "s") == final_rows(tmp_path / "full")
 
 
 def test_worker_killed_mid_study_then_rerun_gives_the_uninterrupted_rows(tmp_path, one_thread):
@@ -181,7 +182,7 @@ def test_worker_killed_mid_study_then_rerun_gives_the_uninterrupted_rows(tmp_pat
     again = run_study(spec, tmp_path / "s", executor="local", workers=2,
                       cell_fn=FakeCells(tmp_path / "m", die={victim.id}), progress=False, report=False)
     assert again.ok and again.ran == 1
-    assert _final(tmp_path / "s") == _final(tmp_path / "full")
+    assert final_rows(tmp_path / "s") == final_rows(tmp_path / "full")
 
 
 def _forget(study, cell_id):
@@ -246,17 +247,6 @@ def _child(study, root, delay):
                             env=env)
 
 
-def _done_count(study) -> int:
-    try:
-        con = sqlite3.connect(f"file:{study / 'results.sqlite'}?mode=ro", uri=True, timeout=5)
-        try:
-            return con.execute("SELECT COUNT(*) FROM cells WHERE status='done'").fetchone()[0]
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return 0
-
-
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -271,34 +261,24 @@ def test_driver_sigkilled_mid_run_then_rerun_gives_the_uninterrupted_rows(tmp_pa
     run_study(spec, tmp_path / "full", cell_fn=FakeCells(tmp_path / "f"), progress=False, report=False)
 
     study, root = tmp_path / "killed", tmp_path / "m"
-    for target in (2, total // 2):  # kill during pretraining, then in the middle of downstream cells
-        proc = _child(study, root, delay=0.1)
-        deadline = time.monotonic() + 180
-        while _done_count(study) < target and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert proc.poll() is None, proc.stderr.read().decode()
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stderr.close()
-        # Its workers die with it: none goes on running (or writing) a cell of the study.
+
+    def workers_die_with_it():  # its workers die with it: none goes on running (or writing) a cell
         workers = [int(p) for p in os.listdir(root / "pids")]
         deadline = time.monotonic() + 20
         while any(_alive(p) for p in workers) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not any(_alive(p) for p in workers)
-    done = _done_count(study)
+
+    # Kill during pretraining, then in the middle of downstream cells.
+    kill_at_done_counts(lambda: _child(study, root, delay=0.1), study, (2, total // 2), timeout=180,
+                        after_kill=workers_die_with_it)
+    done = done_count(study)
     assert 0 < done < total
     with ResultsDB.open(study) as db:
         counts = db.counts()
         assert 1 <= counts["pretrain"]["running"] + counts["downstream"]["running"] <= 2
 
-    proc = _child(study, root, delay=0.0)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err.decode()
-    assert _final(study) == _final(tmp_path / "full")
-    con = sqlite3.connect(study / "results.sqlite")
-    assert con.execute("SELECT COUNT(*), COUNT(DISTINCT cell_id) FROM cells").fetchone() == (total, total)
-    con.close()
+    rerun_matches(_child(study, root, delay=0.0), study, tmp_path / "full", total)
 
 
 # --- the real pipeline: the executor does not change a cell's numbers -----------------------------
