@@ -203,7 +203,8 @@ def test_budget_checks_through_the_commands(tmp_path, spec_file, monkeypatch, ca
     assert main(argv) == 0
     # budget: auto: the x2 check gained, so the cell ran again at x4, which gained nothing over x2:
     # converged, counting the x2 attempt
-    assert "budget check (x2 budget): 1 of 2 re-run cell(s) gained more than 0.01" in capsys.readouterr().out
+    assert ("budget check (counted budget: x2 for 1 cell): 1 of 2 doubling(s) gained more than 0.01"
+            in capsys.readouterr().out)
     with ResultsDB.open(study) as db:
         (checked,) = [r for r in db.rows() if r["method"] == "scratch" and r["n_labels"] == 1000]
         assert [c["budget_factor"] for c in db.attempts(checked["cell_id"])] == [2.0, 4.0]
@@ -215,5 +216,6 @@ def test_budget_checks_through_the_commands(tmp_path, spec_file, monkeypatch, ca
     assert "7/7 cells done" in out and "check       done 2  running 0  pending 0  failed 0" in out
     assert main(["report", str(study), "--bootstrap", "0"]) == 0
     out = capsys.readouterr().out
-    assert "budget check (x2 budget): 1 of 2" in out and "scratch n=1000 s0: val 0.6 -> 0.65" in out
+    assert "budget check (counted budget: x2 for 1 cell): 1 of 2" in out
+    assert "scratch n=1000 s0: val 0.6 -> 0.65" in out and "(x1 -> x2)" in out
     assert "Budget check" in (study / "report.html").read_text()

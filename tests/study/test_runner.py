@@ -3,10 +3,8 @@
 
 import hashlib
 import io
-import json
 import math
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +18,9 @@ from selfstudy.study.db import ResultsDB
 from selfstudy.study.executor import InProcessExecutor, RayExecutor
 from selfstudy.study.runner import run_study
 from selfstudy.study.spec import load_spec, spec_from_dict
+
+sys.path.insert(0, str(Path(__file__).parent))
+from killing import done_count, final_rows, kill_at_done_counts, kill_when, rerun_matches  # noqa: E402
 
 SPEC = {
     "name": "fake",
@@ -66,14 +67,6 @@ class Recorder:
         return fake_result(cell)
 
 
-def _final(study_dir) -> dict:
-    """cell id -> (status, test, metrics, attempts-independent fields) of every row."""
-    with ResultsDB.open(study_dir) as db:
-        rows = db.rows(status=None, kind=None)
-    return {r["cell_id"]: (r["status"], r["kind"], r["test"], json.dumps(r["metrics"], sort_keys=True),
-                           json.dumps(r["result"], sort_keys=True)) for r in rows}
-
-
 def test_runs_every_cell_once_and_reports(tmp_path):
     spec = spec_from_dict(SPEC)
     plan = spec.cells()
@@ -97,11 +90,11 @@ def test_runs_every_cell_once_and_reports(tmp_path):
     assert (tmp_path / "s" / "spec.yaml").is_file()
 
     # A rerun has nothing to do and changes nothing.
-    before = _final(tmp_path / "s")
+    before = final_rows(tmp_path / "s")
     again = Recorder()
     result = run_study(spec, tmp_path / "s", cell_fn=again, progress=False, report=False)
     assert again.calls == [] and result.ran == 0 and result.ok
-    assert _final(tmp_path / "s") == before
+    assert final_rows(tmp_path / "s") == before
 
 
 def test_interrupted_run_resumes_to_the_same_rows(tmp_path):
@@ -111,12 +104,12 @@ def test_interrupted_run_resumes_to_the_same_rows(tmp_path):
     for k in (1, 9):  # stop during pretraining, then during downstream cells
         with pytest.raises(KeyboardInterrupt):
             run_study(spec, tmp_path / "cut", cell_fn=Recorder(interrupt_after=k), progress=False, report=False)
-    statuses = {s for s, *_ in _final(tmp_path / "cut").values()}
+    statuses = {s for s, *_ in final_rows(tmp_path / "cut").values()}
     assert "running" not in statuses  # Ctrl-C hands the interrupted cell back
     fn = Recorder()
     result = run_study(spec, tmp_path / "cut", cell_fn=fn, progress=False, report=False)
     assert result.ok and result.ran == len(fn.calls) == len(spec.cells()) - 1 - 9
-    assert _final(tmp_path / "cut") == _final(tmp_path / "full")
+    assert final_rows(tmp_path / "cut") == final_rows(tmp_path / "full")
 
 
 def test_a_cell_left_running_by_a_dead_process_runs_again(tmp_path):
@@ -131,7 +124,7 @@ def test_a_cell_left_running_by_a_dead_process_runs_again(tmp_path):
     fn = Recorder()
     run_study(spec, tmp_path / "s", cell_fn=fn, progress=False, report=False)
     assert [c.id for c in fn.calls] == [victim.id]
-    assert _final(tmp_path / "s")[victim.id][0] == "done"
+    assert final_rows(tmp_path / "s")[victim.id][0] == "done"
 
 
 def test_failures_are_recorded_and_retried(tmp_path):
@@ -146,7 +139,7 @@ def test_failures_are_recorded_and_retried(tmp_path):
     assert not result.ok and len(result.failed) == 2 + len(dependants)
     called = {c.id for c in fn.calls}
     assert not called & {c.id for c in dependants}  # never run without their checkpoint
-    status = {k: v[0] for k, v in _final(tmp_path / "s").items()}
+    status = {k: v[0] for k, v in final_rows(tmp_path / "s").items()}
     assert status[bad_pre.id] == status[bad_down.id] == "failed"
     assert all(status[c.id] == "failed" for c in dependants)
     assert "ValueError" in out.getvalue()
@@ -307,44 +300,20 @@ def _child(study, delay):
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def _done_count(study) -> int:
-    try:
-        con = sqlite3.connect(f"file:{study / 'results.sqlite'}?mode=ro", uri=True, timeout=5)
-        try:
-            return con.execute("SELECT COUNT(*) FROM cells WHERE status='done'").fetchone()[0]
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return 0
-
-
 def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_rows(tmp_path):
     spec = spec_from_dict(SPEC)
     total = len(spec.cells())
     run_study(spec, tmp_path / "full", cell_fn=Recorder(), progress=False, report=False)
 
     study = tmp_path / "killed"
-    for target in (3, total // 2):  # kill during pretraining, then in the middle of downstream cells
-        proc = _child(study, delay=0.05)
-        deadline = time.monotonic() + 120
-        while _done_count(study) < target and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert proc.poll() is None, proc.stderr.read().decode()
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stderr.close()
-    done = _done_count(study)
+    # Kill during pretraining, then in the middle of downstream cells.
+    kill_at_done_counts(lambda: _child(study, delay=0.05), study, (3, total // 2), timeout=120)
+    done = done_count(study)
     assert 0 < done < total
     with ResultsDB.open(study) as db:
         assert db.counts()["pretrain"]["running"] + db.counts()["downstream"]["running"] == 1
 
-    proc = _child(study, delay=0.0)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err.decode()
-    assert _final(study) == _final(tmp_path / "full")
-    con = sqlite3.connect(study / "results.sqlite")
-    assert con.execute("SELECT COUNT(*), COUNT(DISTINCT cell_id) FROM cells").fetchone() == (total, total)
-    con.close()
+    rerun_matches(_child(study, delay=0.0), study, tmp_path / "full", total)
 
 
 # --- the real pipeline at toy scale ---------------------------------------------------------------
@@ -374,11 +343,11 @@ def test_smoke_preset_runs_the_real_pipeline(tmp_path):
         (check,) = db.rows(kind="check")
     orig = next(r for r in rows if r["cell_id"] == check["config"]["check_of"])
     assert (orig["method"], orig["n_labels"]) == ("scratch", 20) and check["steps"] == 2 * orig["steps"]
-    assert "budget check (x2 budget):" in out.getvalue()
+    assert "budget check (counted budget: x" in out.getvalue()
     # Rerun: nothing runs, same rows.
-    before = _final(tmp_path / "s")
+    before = final_rows(tmp_path / "s")
     again = run_study(spec, tmp_path / "s", progress=False, data_root=tmp_path / "data", report=False)
-    assert again.ran == 0 and _final(tmp_path / "s") == before
+    assert again.ran == 0 and final_rows(tmp_path / "s") == before
 
 
 @pytest.mark.slow
@@ -400,13 +369,7 @@ def test_real_pipeline_killed_in_pretraining_resumes_to_the_same_rows(tmp_path):
            str(data), "--no-progress", "--no-report", *overrides]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     last = study / "pretrain" / pre_id / "last.pt"
-    deadline = time.monotonic() + 300
-    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert proc.poll() is None, proc.stderr.read().decode()
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
+    kill_when(proc, last.exists, timeout=300, poll=0.01)
 
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
@@ -475,8 +438,10 @@ def test_budget_checks_run_last_and_flag_cells_that_gain(tmp_path):
     assert kinds[-8:] == ["check"] * 8 and "check" not in kinds[:-8]  # checks run last
     assert [c.config["budget_factor"] for c in rec.calls[-4:]] == [4.0, 4.0, 8.0, 8.0]
     text = out.getvalue()
-    assert "budget check (x2 budget): 6 of 8 re-run cell(s) gained more than 0.01" in text
-    assert "scratch n=100 s0: val" in text
+    # The head says which budget counted: a later doubling (x8) for the cells that kept gaining.
+    assert ("budget check (counted budget: x1 for 2 cells, x8 for 2 cells; 2 not converged within the cap): "
+            "6 of 8 doubling(s) gained more than 0.01") in text
+    assert "scratch n=100 s0: val" in text and "(x4 -> x8)" in text
     with ResultsDB.open(tmp_path / "s") as db:
         assert len(db.rows(kind="check")) == 8 and len(db.rows()) == len(plan.downstream)
         decisions = db.budget_decisions()
@@ -486,6 +451,7 @@ def test_budget_checks_run_last_and_flag_cells_that_gain(tmp_path):
             assert (d["counted_factor"], len(d["attempts"])) == ((8.0, 4) if cell.seed == 0 else (1.0, 2))
     page = (tmp_path / "s" / "report.html").read_text()
     assert "<h2 id='budget'>Budget check</h2>" in page and "<b>6 of 8</b> gained more" in page
+    assert "<th>counts</th>" in page and "<td>x4 -&gt; x8</td>" in page
     assert "under budget" in page and "converged" in page
     # The utilities at n=100 lean on the scratch cells that did not converge within the cap: flagged.
     summary = (tmp_path / "s" / "summary.txt").read_text()

@@ -27,7 +27,7 @@ import json
 import math
 import platform
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
@@ -54,21 +54,60 @@ _FLAG = "†"
 _VERDICT_CLASS = {"supported": "pos", "contradicted": "neg", "inconclusive": "", "not measured": "nm"}
 
 
+def counted_factors(table: list[dict]) -> dict[str, tuple[float, str]]:
+    """cell id -> (the budget multiple whose numbers count, the cell's status) for a ``budget: auto``
+    table (``autobudget.resolve_rows``: one entry per doubling compared, ``factor_from`` -> ``factor_to``).
+
+    A converged cell counts the attempt its last doubling did not beat (``factor_from``); any other
+    cell's last compared doubling gained, so its larger attempt counts (``factor_to``), as in
+    ``autobudget.decide``. Empty for a table of single checks (:func:`apply_budget_checks`).
+    """
+    last: dict[str, dict] = {}
+    for t in table:
+        if "factor_to" in t and (t["cell_id"] not in last or t["factor_to"] > last[t["cell_id"]]["factor_to"]):
+            last[t["cell_id"]] = t
+    return {cid: (t["factor_from"] if t["status"] == "converged" else t["factor_to"], t["status"])
+            for cid, t in last.items()}
+
+
+def _counted_words(counted: dict[str, tuple[float, str]]) -> str:
+    """``counted budget: x1 for 6 cells, x2 for 1 cell; 1 not converged within the cap``."""
+    by = Counter(f for f, _ in counted.values())
+    words = ", ".join(f"x{f:g} for {k} cell{'s' if k != 1 else ''}" for f, k in sorted(by.items()))
+    stuck = sum(status == "not_converged" for _, status in counted.values())
+    return f"counted budget: {words}" + (f"; {stuck} not converged within the cap" if stuck else "")
+
+
+def _doubling(t: dict) -> str:
+    """``x1 -> x2`` for an entry of a ``budget: auto`` table, ``x2`` for a single check."""
+    if "factor_to" in t:
+        return f"x{t['factor_from']:g} -> x{t['factor_to']:g}"
+    return f"x{t['factor']:g}" if t["factor"] else ""
+
+
 def budget_check_text(table: list[dict]) -> list[str]:
-    """Plain-text lines on the budget checks (none when there were none)."""
+    """Plain-text lines on the budget checks (none when there were none). For ``budget: auto`` the head
+    says which budget multiple counted for how many cells (a later doubling, x4 or x8, when the first
+    ones still gained), each listed re-run which doubling it was."""
     if not table:
         return []
     bad = [t for t in table if t["under_budget"]]
     tol = table[0]["tolerance"]
-    factors = sorted({t["factor"] for t in table if t["factor"]})
-    fx = "/".join(f"x{f:g}" for f in factors) or "larger"
-    lines = [f"budget check ({fx} budget): {len(bad)} of {len(table)} re-run cell(s) gained more than {tol:g} "
+    counted = counted_factors(table)
+    if counted:
+        head = f"budget check ({_counted_words(counted)}): {len(bad)} of {len(table)} doubling(s)"
+    else:
+        factors = sorted({t["factor"] for t in table if t["factor"]})
+        fx = "/".join(f"x{f:g}" for f in factors) or "larger"
+        head = f"budget check ({fx} budget): {len(bad)} of {len(table)} re-run cell(s)"
+    lines = [f"{head} gained more than {tol:g} "
              f"in validation {table[0]['metric']}" + (f" (flagged {_FLAG}):" if bad else ": every checked cell "
                                                        "had converged")]
     for t in bad[:12]:
+        step = f" ({_doubling(t)})" if counted else ""
         lines.append(f"  {_dataset_name(t['dataset'])} {t['backbone']} {t['task']} {t['method']} "
                      f"n={t['n_labels']} s{t['seed']}: val {t['val']:.4g} -> {t['val_check']:.4g}, "
-                     f"test {t['test']:.4g} -> {t['test_check']:.4g}")
+                     f"test {t['test']:.4g} -> {t['test_check']:.4g}{step}")
     if len(bad) > 12:
         lines.append(f"  ... and {len(bad) - 12} more (see the report)")
     return lines
@@ -738,19 +777,26 @@ def _budget_section(checks: list[dict]) -> str:
     e = html.escape
     bad = sum(t["under_budget"] for t in checks)
     tol = checks[0]["tolerance"]
+    counted = counted_factors(checks)
+    auto = (" With <code>budget: auto</code> a cell whose doubling gained was doubled again, up to the cap; "
+            "each row compares one attempt with the next (the factor column: from -> to) and "
+            f"<i>counts</i> is the budget multiple whose numbers the study uses ({e(_counted_words(counted))})."
+            if counted else "")
     head = ("<h2 id='budget'>Budget check</h2><p>These finetune cells were run again with their training "
             f"budget (epochs, minimum and maximum steps) multiplied by the factor shown. A cell whose "
             f"validation metric gained more than {tol:g} with the larger budget had not converged: it is "
-            f"flagged <sup>{_FLAG}</sup> wherever it is used. <b>{bad} of {len(checks)}</b> gained more.</p>")
+            f"flagged <sup>{_FLAG}</sup> wherever it is used.{auto} <b>{bad} of {len(checks)}</b> gained more.</p>")
     cols = ["dataset", "backbone", "task", "method", "n", "seed", "factor", "val", "val ×", "test", "test ×",
-            "gain", "steps", "steps ×", "verdict"]
+            "gain", "steps", "steps ×", "verdict"] + (["counts"] if counted else [])
     out = [head, "<table><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"]
     for t in checks:
         verdict = f"under budget {_FLAG}" if t["under_budget"] else "converged"
         vals = [_dataset_name(t["dataset"]), t["backbone"], t["task"], t["method"], t["n_labels"], t["seed"],
-                f"x{t['factor']:g}" if t["factor"] else "", _cell_text(t["val"]), _cell_text(t["val_check"]),
+                _doubling(t), _cell_text(t["val"]), _cell_text(t["val_check"]),
                 _cell_text(t["test"]), _cell_text(t["test_check"]), f"{t['gain']:+.4f}", t["steps"],
                 t["steps_check"], verdict]
+        if counted:
+            vals.append(f"x{counted[t['cell_id']][0]:g}")
         cls = " class='bad'" if t["under_budget"] else ""
         out.append(f"<tr{cls}>" + "".join(f"<td>{e(str(v))}</td>" for v in vals) + "</tr>")
     out.append("</table>")
