@@ -119,19 +119,30 @@ def sentence(base: Mapping[int, Mapping[int, float]], arm: Mapping[int, Mapping[
                     f"projection needs the power-law fit of {baseline} (3+ label counts; "
                     f"`selfstudy report DIR --utility powerlaw`)")
         err = getattr(proj, "backtest_error", None)
-        back = f", back-test error {abs(err):.3g}" if err is not None and _finite(err) else ""
-        return (f"at {n} labels, {method} reaches what {baseline} would need about {_count(proj.n_scratch_equiv)} "
+        if err is not None and _finite(err):
+            back = f", back-test error {abs(err):.3g}" + (
+                ": not informative" if "not_informative" in getattr(proj, "flags", ()) else "")
+        else:
+            back = f", not back-tested: that needs 4 or more {baseline} label counts"
+        text = (f"at {n} labels, {method} reaches what {baseline} would need about {_count(proj.n_scratch_equiv)} "
                 f"labels for {_k_interval(proj)}; beyond the measured range ({n_max} labels), projected by a "
                 f"power-law fit of {baseline} (extrapolated{back})")
+        return text + _verdict(proj, method, baseline)
     text = (f"at {n} labels, {method} reaches what {baseline} would need about {_count(point.n_scratch_equiv)} "
             f"labels for {_k_interval(point)} (utility {point})")
+    return text + _verdict(point, method, baseline)
+
+
+def _verdict(point, method: str, baseline: str) -> str:
+    """What the utility's interval says, for measured and projected points alike: worse than the
+    baseline, not distinguishable from no gain (the interval reaches 0), or no gain; "" for a gain."""
     if point.has_interval and point.ci_high < 0:
-        text += f": pretraining does not help here, {method} is worse than {baseline}"
-    elif point.has_interval and point.ci_low <= 0:
-        text += f": not distinguishable from no gain over {baseline}"
-    elif point.value <= 0:
-        text += ": pretraining does not help here"
-    return text
+        return f": pretraining does not help here, {method} is worse than {baseline}"
+    if point.has_interval and point.ci_low <= 0:
+        return f": not distinguishable from no gain over {baseline}"
+    if point.value <= 0:
+        return ": pretraining does not help here"
+    return ""
 
 
 def _point_at(b, a, n, hib, method, bootstrap, ci, seed, trivial=None):
