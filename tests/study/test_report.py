@@ -388,3 +388,24 @@ def test_does_not_help_reads_an_error_metric_in_its_direction():
     rows = [dict(r, test=1.0 - r["test"], metric="error", higher_is_better=False) for r in baseline_rows(bad=True)]
     verdicts = {v["method"]: v["verdict"] for v in help_verdicts(analyse(rows, bootstrap=50, baseline=WEIGHTS))}
     assert verdicts == {"rotation": "does_not_help", "simclr": "helps"}
+
+
+def test_a_shared_pretraining_is_noted_in_the_summary_json_text_and_html(tmp_path):
+    import json
+
+    from selfstudy.study.runner import report_notes, write_report
+
+    spec = {"name": "s", "seeds": [0, 1, 2],
+            "methods": {"scratch": {}, "rotation": {"epochs": 2, "shared": True}, "simclr": {"epochs": 1}}}
+    notes = report_notes(spec)
+    assert notes == ["rotation: one pretraining (seed 0) shared by every seed; the seeds vary its finetuning "
+                     "only, so its intervals hold the finetuning noise, not the noise of pretraining"]
+    assert report_notes({**spec, "seeds": [0]}) == []  # one seed: no interval to qualify
+    assert report_notes({"name": "s", "seeds": [0, 1], "methods": {"rotation": {}}}) == []
+    html, summary = write_report(make_rows(), tmp_path, spec, None, bootstrap=50)
+    assert summary.splitlines()[0] == f"note: {notes[0]}"
+    assert json.loads((tmp_path / "summary.json").read_text())["notes"] == notes
+    assert "<b>Note:</b> rotation: one pretraining (seed 0)" in html.read_text()
+    _, plain = write_report(make_rows(), tmp_path / "plain", {"name": "s"}, None, bootstrap=50)
+    assert not plain.startswith("note:")
+    assert "notes" not in json.loads((tmp_path / "plain" / "summary.json").read_text())

@@ -90,6 +90,35 @@ def test_pretraining_is_shared_by_downstream_cells():
     assert sorted(collections.Counter(uses.values()).items()) == [(4, 4), (8, 4)]
 
 
+def test_a_shared_pretraining_serves_every_seed():
+    plain = expand(spec_from_dict(_raw(seeds=[0, 1, 2])))
+    raw = _raw(seeds=[0, 1, 2])
+    raw["methods"] = {"scratch": {}, "rotation": {"epochs": 2, "shared": True}, "simclr": {"epochs": 1}}
+    spec = spec_from_dict(raw)
+    plan = expand(spec)
+    rot = [c for c in plan.pretrain if c.method == "rotation"]
+    assert sorted((c.dataset, c.seed) for c in rot) == [("0000", 0), ("1111", 0)]  # one per dataset, seed 0
+    assert len([c for c in plan.pretrain if c.method == "simclr"]) == 6  # per seed, as before
+    plain_ids = {c.id for c in plain.all}
+    for c in plan.downstream:
+        if c.method == "rotation":
+            pre = next(p for p in rot if p.id == c.pretrain_id)
+            assert (pre.dataset, pre.seed) == (c.dataset, 0)
+            # seed 0 is the experiment it always was; the other seeds load seed 0's checkpoint
+            assert (c.id in plain_ids) == (c.seed == 0)
+        else:
+            assert c.id in plain_ids
+    assert {c.id for c in rot} <= plain_ids  # the shared pretraining is seed 0's cell
+    assert any("rotation: one pretraining (seed 0) shared by every seed" in n for n in plan.notes)
+    assert spec_from_dict(spec.to_dict()) == spec  # round trip keeps shared
+    assert spec.to_dict()["methods"]["rotation"]["shared"] is True
+    assert "shared" not in spec.to_dict()["methods"]["simclr"]
+    with pytest.raises(UserError, match="shared"):
+        spec_from_dict(dict(raw, methods={"scratch": {}, "rotation": {"shared": "often"}}))
+    with pytest.raises(UserError, match="scratch takes no options"):
+        spec_from_dict(dict(raw, methods={"scratch": {"shared": True}, "rotation": {}}))
+
+
 def test_ids_are_stable_and_follow_the_config():
     a = expand(spec_from_dict(_raw()))
     b = expand(spec_from_dict(_raw()))

@@ -125,7 +125,7 @@ def interval_words(summary: dict) -> str:
 def summary_text(summary: dict, checks: list[dict] | None = None) -> str:
     """The plain-text rendering of a :func:`~selfstudy.study.analysis.summarise` record."""
     points = summary["points"]
-    lines = []
+    lines = [f"note: {n}" for n in summary.get("notes") or []]
     if not points:
         lines.append("no utility: it needs scratch finetune cells and pretrained finetune cells of the same "
                      "dataset, backbone and task. Mean primary metric per arm instead:")
@@ -230,10 +230,12 @@ def _delta_text(r: dict) -> str:
 def build_report(rows: list[dict], out_html: Path, spec: dict | None = None, meta: dict | None = None, *,
                  utility_method: str = "isotonic", bootstrap: int = 1000, seed: int = 0,
                  ci: float = 0.95, checks: list[dict] | None = None, headline: list[str] | None = None,
-                 baseline: str | None = None) -> dict:
+                 baseline: str | None = None, notes: list[str] | None = None) -> dict:
     """Write ``summary.json``, the HTML report rendered from it, its PNG figures and ``cells.csv`` into
     ``out_html``'s folder. ``headline``: text lines shown first on the page (a study on imported data:
-    the practitioner's answer and the class counts, :func:`selfstudy.study.own.headline`).
+    the practitioner's answer and the class counts, :func:`selfstudy.study.own.headline`). ``notes``:
+    what a reader must know to read the intervals (e.g. a pretraining shared by every seed,
+    :func:`selfstudy.study.spec.shared_note`), kept in ``summary.json`` and shown above the tables.
 
     rows: the study's cells (keys in :data:`ROW_KEYS`); spec: the study spec, shown as run;
     meta: anything else worth recording (database path, device, ...), shown as a table;
@@ -251,6 +253,8 @@ def build_report(rows: list[dict], out_html: Path, spec: dict | None = None, met
     folder.mkdir(parents=True, exist_ok=True)
     analysis = analyse(rows, utility_method, bootstrap, seed, ci, baseline=baseline)
     record = _summary(analysis, checks)
+    if notes:
+        record["notes"] = list(notes)
     json_path = folder / SUMMARY_JSON
     atomic_write_text(json_path, json.dumps(record, indent=1, default=str, allow_nan=False) + "\n")
     colours = _colours(analysis.methods)
@@ -503,6 +507,7 @@ th{background:#f3f3f3}td.l,th.l{text-align:left}
 td.pos{background:#eef7ee}td.neg{background:#fbeeee}td.bound{font-style:italic}td.nm{color:#999;background:#f4f4f4}td.ext{color:#555;font-style:italic}td.warn{outline:2px solid #e69500;outline-offset:-2px}td.delta{color:#555;font-size:12px}td.delta.sig{font-weight:bold}td.wrap{white-space:normal;max-width:520px}tr.bad td{background:#fbeeee}
 .note{background:#fff8e6;border-left:4px solid #f0b400;padding:.5em .9em;margin:1em 0}
 .ok{background:#eef7ee;border-left:4px solid #4a4;padding:.5em .9em;margin:1em 0}
+p.warn{background:#fff6e5;border-left:4px solid #e69500;padding:.5em .9em;margin:1em 0}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:13px}
 pre{background:#f6f6f6;padding:.7em;overflow:auto;font-size:12px}details{margin:.8em 0}
 sup{color:#b35c00;font-weight:bold}
@@ -527,6 +532,8 @@ def _html_page(analysis: Analysis, record: dict, rows, figures, scatter, correla
            f"rendered from <code>{SUMMARY_JSON}</code> beside this file</p>"]
     if headline:  # the practitioner's answer and the dataset's class counts (study.own)
         out.append("<h2>Your answer</h2><pre>" + e("\n".join(headline)) + "</pre>")
+    for note in record.get("notes") or []:
+        out.append(f"<p class='warn'><b>Note:</b> {e(note)}</p>")
 
     # ---- what this is, in one paragraph
     n_used = len(rows) - len(analysis.skipped)

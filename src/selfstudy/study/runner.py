@@ -253,10 +253,24 @@ def write_report(rows: list[dict], folder: Path, spec: dict | None, meta: dict |
     # Utility against the spec's utility.baseline (scratch unless it names another arm); summary.txt is
     # the text rendering of the same analysis the report and summary.json show.
     built = build_report(rows, out_html, spec, meta, utility_method=utility_method, bootstrap=bootstrap,
-                         checks=check_table, headline=head or None, baseline=arms.baseline_of(spec))
+                         checks=check_table, headline=head or None, baseline=arms.baseline_of(spec),
+                         notes=report_notes(spec))
     summary = ("\n".join(head) + "\n\n" if head else "") + built["text"]
     atomic_write_text(out_html.parent / SUMMARY_NAME, summary + "\n")
     return Path(built["html"]), summary
+
+
+def report_notes(spec: Mapping | None) -> list[str]:
+    """The notes a report of ``spec`` (its dict form) carries: one per method whose pretraining every
+    seed shares (``shared: true``), since its intervals then leave out the noise of pretraining."""
+    from selfstudy.study.spec import shared_note
+
+    spec = spec or {}
+    seeds = tuple(spec.get("seeds") or ())
+    if len(seeds) < 2:
+        return []
+    return [shared_note(name, seeds) for name, m in (spec.get("methods") or {}).items()
+            if isinstance(m, Mapping) and m.get("shared")]
 
 
 # --- running cells --------------------------------------------------------------------------------

@@ -121,7 +121,7 @@ DATASET_KEYS = ("factors", "n", "res", "models_per_class", "seed", "multi", "pre
 SCRATCH_ARCHS = {"scratch-cmc": "cmc"}
 #: The baseline a method's utility is computed against when the study has it (else ``scratch``).
 BASELINES = {arch: name for name, arch in SCRATCH_ARCHS.items()}
-METHOD_KEYS = ("epochs", "overrides")
+METHOD_KEYS = ("epochs", "overrides", "shared")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -181,7 +181,12 @@ class MethodSpec(Config):
     """One method of a study: ``scratch`` or an SSL method with its pretraining budget.
 
     epochs: pretraining epochs (real passes over the training split; None: the method's default);
-    overrides: method/training hyper-parameters that differ from the method's defaults.
+    overrides: method/training hyper-parameters that differ from the method's defaults;
+    shared: one pretraining (at the study's first seed) that every seed's downstream cells load,
+    instead of one pretraining per seed. Cheaper by the number of seeds, but the seeds then vary the
+    finetuning only (labeled subset, initialisation of the head, batch order, augmentation): an
+    interval over them holds the finetuning noise, not the noise of pretraining (the plan and the
+    report say so).
     """
 
     config_name: ClassVar[str] = "study spec"
@@ -192,6 +197,7 @@ class MethodSpec(Config):
     epochs: int | None = option(None, ge=1, allowed="a whole number >= 1 of pretraining epochs (passes over "
                                                     "the training split)")
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    shared: bool = False
     #: a weights arm (:mod:`selfstudy.study.arms`): the file, its backbone and its SHA-256
     path: str | None = None
     backbone: str | None = None
@@ -298,7 +304,8 @@ class Spec(Config):
                          "seed": self.datasets.seed, "multi": self.datasets.multi,
                          **({"pretrain_on": list(self.datasets.pretrain_on)} if self.datasets.pretrain_on
                             else {})},
-            "methods": {m.name: ({} if m.is_scratch else {"epochs": m.epochs, "overrides": dict(m.overrides)})
+            "methods": {m.name: ({} if m.is_scratch else {"epochs": m.epochs, "overrides": dict(m.overrides),
+                                                          **({"shared": True} if m.shared else {})})
                         for m in self.methods},
         }
         if self.datasets.path:  # an imported folder: its path (res is read from it)
@@ -565,6 +572,18 @@ def expand(spec: Spec) -> Plan:
     return Plan(pretrain=pre, downstream=down, datasets=data, notes=list(dict.fromkeys(notes)), checks=checks)
 
 
+def pre_seed(method: MethodSpec, seed: int, seeds: tuple[int, ...] | None = None) -> int:
+    """The seed of the pretraining cell that a downstream cell of ``seed`` loads: its own, or the
+    study's first seed (``seeds[0]``) for a method with ``shared: true``."""
+    return seed if not method.shared or seeds is None else seeds[0]
+
+
+def shared_note(method: str, seeds: tuple[int, ...]) -> str:
+    """What the plan and the report say of a method whose pretraining every seed shares."""
+    return (f"{method}: one pretraining (seed {seeds[0]}) shared by every seed; the seeds vary its "
+            f"finetuning only, so its intervals hold the finetuning noise, not the noise of pretraining")
+
+
 def _expand_block(spec: Spec) -> Plan:
     """All cells of ``spec``: one pretraining cell per (dataset, SSL method, backbone, seed), reused by
     every downstream cell of that combination, then the downstream grid (see the module docstring).
@@ -582,7 +601,7 @@ def _expand_block(spec: Spec) -> Plan:
             if m.is_scratch or m.is_weights:
                 continue
             for b in spec.backbones:
-                for s in spec.seeds:
+                for s in (spec.seeds[:1] if m.shared else spec.seeds):
                     cfg = {"kind": "pretrain", "dataset": data[f], "method": m.name, "backbone": b,
                            "seed": s, "config": _resolved_method(m.name, b, m.epochs, m.overrides,
                                                                  spec.datasets.res),
@@ -611,7 +630,7 @@ def _expand_block(spec: Spec) -> Plan:
                                 if m.is_weights and m.backbone != b:
                                     continue  # a weights file fits its own backbone only
                                 for src in ([None] if m.is_scratch or m.is_weights else (sources or [f])):
-                                    pre = None if src is None else pretrain[(src, m.name, b, s)]
+                                    pre = None if src is None else pretrain[(src, m.name, b, pre_seed(m, s, spec.seeds))]
                                     cfg = {"kind": "downstream", "dataset": data[f], "method": m.name,
                                            "backbone": b, "task": t, "protocol": p, "n_labels": n, "seed": s,
                                            "budget": budgets[(p, b)], "space": spec.space,
@@ -628,6 +647,7 @@ def _expand_block(spec: Spec) -> Plan:
                                                            protocol=p, n_labels=n,
                                                            pretrain_id=pre.id if pre else None,
                                                            pretrained_on=src, config=cfg))
+    notes += [shared_note(m.name, spec.seeds) for m in spec.methods if m.shared and len(spec.seeds) > 1]
     if "finetune" in spec.protocols and not any(m.name == SCRATCH for m in spec.methods):
         notes.append("no scratch method: the report needs scratch finetune cells to compute utility")
     notes += [f"{m.name} runs on backbone {m.backbone} only (a weights file fits one architecture)"
