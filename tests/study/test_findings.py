@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from selfstudy.study.findings import Curve, f1, f3, f4, f5, findings, outcome, plateau, tau_batch
+from selfstudy.study.findings import (Curve, backbone_key, compare_backbones, f1, f3, f4, f5, findings, outcome,
+                                      plateau, tau_batch)
 from selfstudy.study.utility import utility_curve
 
 NS = [100, 300, 1000, 3000]
@@ -122,3 +123,52 @@ def test_f2_rankings_that_flip_between_tasks_support_and_equal_ones_contradict()
                for t in ("a", "b") for m, g in gains.items()]
     assert f2(same)["verdict"] == "contradicted" and f2(same)["summary"]["tau"] == pytest.approx(1.0)
     assert f2(flipped)["verdict"] == "supported" and f2(flipped)["summary"]["tau"] == pytest.approx(-1.0)
+
+
+def test_compare_backbones_pairs_seeds_and_reuses_f5s_differences():
+    rng = np.random.default_rng(5)
+    # a constant gain of 0.1 log(k) is scratch at k n: U = k - 1 where k n is within the scratch range
+    small = make_curve(lambda n: 0.1 * math.log(1.5), backbone="resnet9", rng=rng)
+    big = make_curve(lambda n: 0.1 * math.log(2.5), backbone="resnet50", rng=rng)
+    assert sorted(["resnet50", "resnet9", "resnet18"], key=backbone_key) == ["resnet9", "resnet18", "resnet50"]
+    (c,) = compare_backbones([small, big], bootstrap=300)
+    assert c["backbones"] == ["resnet50", "resnet9"] and c["seeds"] == 3 and c["verdict"] == "higher"
+    by = {p["n"]: p for p in c["points"]}
+    ub, us = ({p.n: p for p in x.utility} for x in (big, small))
+    for n in (100, 300, 1000):
+        p = by[n]
+        assert p["delta_u"] == pytest.approx(ub[n].value - us[n].value)  # the reported U's difference
+        assert 0 < p["delta_u_ci_low"] < 1.0 < p["delta_u_ci_high"] and p["delta_u_ci_high"] - p["delta_u_ci_low"] > 0
+        # Δ(big) − Δ(small) paired per seed, a t-interval
+        g = [(big.pretrained[n][s] - big.scratch[n][s]) - (small.pretrained[n][s] - small.scratch[n][s])
+             for s in range(3)]
+        assert p["gain_diff"] == pytest.approx(np.mean(g)) and p["seeds"] == 3
+        half = stats.t.ppf(0.975, 2) * np.std(g, ddof=1) / math.sqrt(3)
+        assert p["gain_diff_ci_low"] == pytest.approx(np.mean(g) - half)
+    assert by[3000]["delta_u"] is None and by[3000]["by"] == "gain"  # 2.5 x 3000 is past the scratch range
+    assert c["sentence"].startswith("resnet50's utility is higher than resnet9's at n=100")
+    # F5 is the mean of the same point differences over its one (dataset, task) unit
+    f = f5([small, big])
+    values = [p["delta_u"] for p in c["points"] if p["delta_u"] is not None]
+    assert f["evidence"][0]["backbones"] == ["resnet50", "resnet9"]
+    assert f["evidence"][0]["delta_u"] == pytest.approx(np.mean(values))
+    # the same curve on both backbones: ΔU 0 at every count, nothing shown
+    same = Curve(**{**small.__dict__, "backbone": "resnet50"})
+    (c0,) = compare_backbones([small, same], bootstrap=100)
+    assert c0["verdict"] == "inconclusive" and all(p["counts"] == 0 for p in c0["points"])
+    # seeds that do not pair: the differences stand, without intervals
+    other = Curve(**{**big.__dict__, "scratch": {n: {s + 10: v for s, v in d.items()} for n, d in big.scratch.items()},
+                     "pretrained": {n: {s + 10: v for s, v in d.items()} for n, d in big.pretrained.items()}})
+    (cu,) = compare_backbones([small, other], bootstrap=100)
+    assert cu["verdict"] == "no interval" and cu["seeds"] == 0
+    assert cu["points"][0]["delta_u"] == pytest.approx(by[100]["delta_u"]) and cu["points"][0]["delta_u_ci_low"] is None
+    assert cu["points"][0]["gain_diff"] is None
+    # an error metric: a gain is a drop, and the verdict reads the same way
+    flip = [Curve(**{**x.__dict__, "higher_is_better": False,
+                     "scratch": {n: {s: -v for s, v in d.items()} for n, d in x.scratch.items()},
+                     "pretrained": {n: {s: -v for s, v in d.items()} for n, d in x.pretrained.items()},
+                     "utility": utility_curve({n: {s: -v for s, v in d.items()} for n, d in x.scratch.items()},
+                                              {n: {s: -v for s, v in d.items()} for n, d in x.pretrained.items()},
+                                              False, bootstrap=100)}) for x in (small, big)]
+    (ce,) = compare_backbones(flip, bootstrap=300)
+    assert ce["verdict"] == "higher" and ce["points"][0]["gain_diff"] == pytest.approx(by[100]["gain_diff"])

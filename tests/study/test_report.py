@@ -20,15 +20,17 @@ def scratch_acc(n: float, dataset: str) -> float:
 
 
 def make_rows(datasets=("1111", "0000"), methods=("rotation", "simclr"), tasks=("classification", "pose-regression"),
-              seeds=(0, 1), linear=True):
+              seeds=(0, 1), linear=True, backbone="resnet9-tiny", shift=None):
     rows = []
+    shifts = shift or SHIFT
+    tag = "" if backbone == "resnet9-tiny" else f"-{backbone}"
 
     def add(dataset, task, method, protocol, n, seed, acc, improving=False):
         error = task == "pose-regression"
         value = 90.0 * (1.0 - acc) if error else acc
         rows.append({
-            "cell_id": f"{dataset}-{task}-{method}-{protocol}-{n}-{seed}", "dataset": dataset, "method": method,
-            "backbone": "resnet9-tiny", "task": task, "protocol": protocol, "n_labels": n, "seed": seed,
+            "cell_id": f"{dataset}-{task}-{method}-{protocol}-{n}-{seed}{tag}", "dataset": dataset, "method": method,
+            "backbone": backbone, "task": task, "protocol": protocol, "n_labels": n, "seed": seed,
             "status": "done", "metric": "angular_error" if error else "accuracy", "higher_is_better": not error,
             "test": value, "val": value, "test_last": value, "still_improving": improving, "steps": 300,
             "seconds": 7.5, "metrics": {"accuracy": acc, "loss": 1.0}, "config": {"lr": 0.001, "epochs": 10}})
@@ -41,9 +43,9 @@ def make_rows(datasets=("1111", "0000"), methods=("rotation", "simclr"), tasks=(
                     add(d, t, "scratch", "finetune", n, s, scratch_acc(n, d) + noise,
                         improving=(d, t, n, s) == ("1111", "classification", 1000, 0))
                     for m in methods:
-                        add(d, t, m, "finetune", n, s, scratch_acc(SHIFT[m] * n, d) + noise)
+                        add(d, t, m, "finetune", n, s, scratch_acc(shifts[m] * n, d) + noise)
                         if linear:
-                            add(d, t, m, "linear", n, s, 0.8 * scratch_acc(SHIFT[m] ** 2 * n, d) + noise)
+                            add(d, t, m, "linear", n, s, 0.8 * scratch_acc(shifts[m] ** 2 * n, d) + noise)
     return rows
 
 
@@ -409,3 +411,125 @@ def test_a_shared_pretraining_is_noted_in_the_summary_json_text_and_html(tmp_pat
     _, plain = write_report(make_rows(), tmp_path / "plain", {"name": "s"}, None, bootstrap=50)
     assert not plain.startswith("note:")
     assert "notes" not in json.loads((tmp_path / "plain" / "summary.json").read_text())
+
+
+def test_backbone_section_compares_utility_per_backbone_with_paired_differences(tmp_path):
+    import json
+
+    one = dict(datasets=("1111",), tasks=("classification",), linear=False)
+    rows = make_rows(**one) + make_rows(**one, backbone="resnet18-tiny", shift={"rotation": 4.0, "simclr": 2.5})
+    result = build_report(rows, tmp_path / "r.html", bootstrap=100)
+    record = json.loads(result["json"].read_text())
+    bc = record["backbone_comparison"]
+    assert bc["backbones"] == ["resnet9-tiny", "resnet18-tiny"]  # natural order: 9 before 18
+    comps = {c["method"]: c for c in bc["comparisons"]}
+    assert set(comps) == {"rotation", "simclr"}
+    sim = comps["simclr"]
+    assert sim["backbones"] == ["resnet18-tiny", "resnet9-tiny"] and sim["seeds"] == 2
+    assert sim["baselines"] == {"resnet18-tiny": "scratch", "resnet9-tiny": "scratch"}
+    by = {p["n"]: p for p in sim["points"]}
+    # simclr is scratch at 1.5 n on resnet9 (U = 0.5) and at 2.5 n on resnet18 (U = 1.5): ΔU = +1 wherever
+    # both are values; the per-seed noise is the same in every arm, so the paired intervals collapse on it.
+    for n in (100, 300, 1000):
+        p = by[n]
+        assert p["u"]["resnet9-tiny"]["value"] == pytest.approx(0.5, abs=1e-6)
+        assert p["u"]["resnet18-tiny"]["value"] == pytest.approx(1.5, abs=1e-6)
+        assert p["delta_u"] == pytest.approx(1.0, abs=1e-6) and p["by"] == "U" and p["counts"] == 1
+        assert p["delta_u_ci_low"] == pytest.approx(1.0, abs=1e-6)
+        assert p["delta_u_ci_high"] == pytest.approx(1.0, abs=1e-6)
+    # at 3000 labels both are lower bounds (≥ 0.00): no ΔU, the paired gain difference decides
+    gain = 0.15 * (math.log(2.5) - math.log(1.5)) / math.log(3)
+    p = by[3000]
+    assert p["u"]["resnet18-tiny"]["kind"] == "lower" and p["delta_u"] is None and p["by"] == "gain"
+    assert p["gain_diff"] == pytest.approx(gain) and p["gain_diff_ci_low"] == pytest.approx(gain)
+    assert sim["verdict"] == "higher"
+    assert sim["sentence"].startswith("resnet18-tiny's utility is higher than resnet9-tiny's at n=100, n=300, "
+                                      "n=1000, n=3000 (n=100: ΔU +1.00 [+1.00, +1.00]")
+    assert "n=3000: gain +0.070 [+0.070, +0.070] (a U is a bound)" in sim["sentence"]
+    # rotation has the same shift on both backbones: ΔU 0, nothing shown
+    rot = comps["rotation"]
+    assert rot["verdict"] == "inconclusive" and rot["points"][0]["delta_u"] == pytest.approx(0.0, abs=1e-9)
+    # F5 summarises the same point differences over independent (dataset, task) units
+    f5 = next(f for f in record["findings"] if f["id"] == "F5")
+    assert f5["evidence"][0]["backbones"] == ["resnet18-tiny", "resnet9-tiny"]
+    values = [p["delta_u"] for c in bc["comparisons"] for p in c["points"] if p["delta_u"] is not None]
+    assert f5["evidence"][0]["delta_u"] == pytest.approx(sum(values) / len(values))
+    assert bc["f5"]["verdict"] == f5["verdict"]
+    # text and HTML render the record
+    text = result["text"]
+    assert "backbones (resnet9-tiny, resnet18-tiny)" in text and f"-> {sim['sentence']}" in text
+    line = next(x for x in text.splitlines() if "ΔU resnet18-tiny − resnet9-tiny" in x and "+1.00" in x)
+    assert line.count("+1.00 [+1.00, +1.00]") == 3
+    page = result["html"].read_text()
+    assert "<h2 id='backbones'>Backbones</h2>" in page and html_escape(sim["sentence"]) in page
+    assert summary_table_text(rows, bootstrap=100) == text
+    # one backbone: no section
+    plain = build_report(make_rows(**one), tmp_path / "one" / "r.html", bootstrap=50)
+    assert plain["record"]["backbone_comparison"] is None
+    assert "backbones (" not in plain["text"] and "id='backbones'" not in plain["html"].read_text()
+
+
+def html_escape(s):
+    import html
+
+    return html.escape(s)
+
+
+def cmc_rows(seeds=(0, 1, 2)):
+    """scratch-cmc (CMC's half-width network) reaches at n what scratch reaches at n/2; CMC reaches at n what
+    scratch reaches at 2n, i.e. what scratch-cmc reaches at 4n: U = 3 against scratch-cmc, 1 against scratch."""
+    rows = []
+    for s in seeds:
+        noise = 0.003 * (s - 1)
+        for n in NS:
+            for method, labels in (("scratch", n), ("scratch-cmc", n / 2), ("cmc", 2 * n)):
+                acc = scratch_acc(labels, "1111") + noise
+                rows.append({"cell_id": f"{method}-{n}-{s}", "dataset": "1111", "method": method,
+                             "backbone": "resnet9-tiny", "task": "classification", "protocol": "finetune",
+                             "n_labels": n, "seed": s, "status": "done", "metric": "accuracy",
+                             "higher_is_better": True, "test": acc, "val": acc, "steps": 10})
+    return rows
+
+
+def test_cmc_has_a_primary_row_against_scratch_cmc_and_a_second_vs_full_scratch(tmp_path):
+    import json
+
+    result = build_report(cmc_rows(), tmp_path / "r.html", bootstrap=100)
+    record = json.loads(result["json"].read_text())
+    prim = {p["n"]: p for p in record["points"] if p["method"] == "cmc"}
+    second = {p["n"]: p for p in record["secondary"]}
+    assert {p["method"] for p in record["secondary"]} == {"cmc"}  # scratch-cmc itself has one row
+    assert {p["baseline"] for p in prim.values()} == {"scratch-cmc"}
+    assert {(p["baseline"], p["role"], p["primary_baseline"]) for p in second.values()} == {
+        ("scratch", "vs full scratch", "scratch-cmc")}
+    for n in (100, 300):  # 4n within the measured range
+        assert prim[n]["kind"] == "value" and prim[n]["value"] == pytest.approx(3.0, abs=1e-6)
+        assert prim[n]["delta"] == pytest.approx(0.15 * math.log(4) / math.log(3))
+    for n in (100, 300, 1000):
+        assert second[n]["kind"] == "value" and second[n]["value"] == pytest.approx(1.0, abs=1e-6)
+        assert second[n]["delta"] == pytest.approx(0.15 * math.log(2) / math.log(3))
+    assert prim[1000]["kind"] == "lower" and second[3000]["kind"] == "lower"
+    # findings and help read the primary row only
+    # (scratch-cmc against scratch is the architecture's effect: in the table, not a pretraining verdict)
+    assert {(h["method"], h["baseline"]) for h in record["help"]} == {("cmc", "scratch-cmc")}
+    f1 = next(f for f in record["findings"] if f["id"] == "F1")
+    assert [e["method"] for e in f1["evidence"]] == ["cmc"]
+    assert "scratch-cmc is no better than scratch" not in result["text"]
+    text = result["text"]
+    lines = text.splitlines()
+    assert ("cmc: primary utility against scratch-cmc (its own architecture trained from scratch); the row "
+            "'vs full scratch' is against scratch on the full backbone") in text
+    header = next(x for x in lines if x.startswith("dataset"))
+    assert "baseline" in header
+    i = next(i for i, x in enumerate(lines) if " cmc " in x and "scratch-cmc (primary)" in x)
+    assert lines[i].count("3.00 [3.00, 3.00]") == 2
+    assert "vs full scratch" in lines[i + 2] and lines[i + 2].count("1.00 [1.00, 1.00]") == 3
+    page = result["html"].read_text()
+    assert "cmc vs scratch-cmc (primary)" in page and "cmc vs full scratch" in page
+    assert "The findings and the help verdicts read the primary row" in page
+    assert summary_table_text(cmc_rows(), bootstrap=100) == text
+    # without scratch-cmc: one row against scratch, no baseline column
+    plain = build_report([r for r in cmc_rows() if r["method"] != "scratch-cmc"], tmp_path / "p" / "r.html",
+                         bootstrap=50)
+    assert plain["record"]["secondary"] == [] and {p["baseline"] for p in plain["record"]["points"]} == {"scratch"}
+    assert "vs full scratch" not in plain["text"] and "baseline" not in plain["text"].splitlines()[1]

@@ -14,7 +14,15 @@ method's own architecture from scratch, :func:`selfstudy.study.transfer.baseline
 it; with ``analyse(..., baseline=NAME)`` (a spec's ``utility: {baseline: NAME}``, e.g. a weights-file arm
 ``weights:imagenet``) against that arm wherever it was finetuned, and by the default rule, flagged
 :data:`BASELINE_ABSENT` with the reason, where it was not. :func:`help_verdicts` says, per method, whether
-pretraining helps against its baseline.
+pretraining helps against its baseline. A method whose primary baseline is its own architecture's
+scratch arm (CMC against ``scratch-cmc``) also gets a second utility against the full-backbone
+``scratch`` (``Group.secondary``; summary.json's ``secondary``, labelled "vs full scratch"), which the
+findings and help verdicts leave out, as they leave out the own-architecture scratch arm's utility
+against ``scratch`` (no pretraining: the architecture's effect alone, shown in the tables).
+
+With two or more backbones, :func:`selfstudy.study.findings.compare_backbones` puts each (dataset,
+task, method)'s utility per backbone side by side with the paired differences (summary.json's
+``backbone_comparison``; F5 is its summary over independent units).
 """
 
 from __future__ import annotations
@@ -85,6 +93,9 @@ class Group:
     #: finetuned arm -> the arm its utility is computed against (the requested baseline, else
     #: study.transfer.baseline_arm)
     baselines: dict[str, str] = field(default_factory=dict)
+    #: finetuned arm -> its utility against plain ``scratch`` where its primary baseline is its own
+    #: architecture's scratch arm (cmc: primary against scratch-cmc, this against the full backbone)
+    secondary: dict[str, list[UtilityPoint]] = field(default_factory=dict)
 
     @property
     def scratch(self) -> Arm | None:
@@ -108,6 +119,10 @@ class Analysis:
     findings: list[dict] = field(default_factory=list)
     #: the baseline asked for (``analyse(baseline=...)``); ``scratch`` is the default rule
     baseline: str = SCRATCH
+    #: every backbone of the study's groups, in findings.backbone_key order
+    backbones: list[str] = field(default_factory=list)
+    #: findings.compare_backbones (empty with fewer than two backbones)
+    backbone_comparison: list[dict] = field(default_factory=list)
 
 
 def row_trivial(row: Mapping) -> float | None:
@@ -209,6 +224,12 @@ def analyse(rows: Iterable[dict], utility_method: str = "isotonic", bootstrap: i
                 points = [replace(p, flags=tuple(p.flags) + (BASELINE_ABSENT,),
                                   reason="; ".join(x for x in (p.reason, why) if x)) for p in points]
             g.utility[method] = points
+            if (not chosen and base_name != SCRATCH and scratch is not None
+                    and not (utility_method == "powerlaw" and len(scratch.values) < 3)):
+                # The second row: against scratch on the full backbone (the issue's "vs full scratch").
+                g.secondary[method] = utility_curve(
+                    dict(scratch.by_seed), dict(arm.by_seed), g.higher_is_better, method=utility_method,
+                    bootstrap=bootstrap, seed=(curve_seed + 1) % 2**63, ci=ci, trivial=g.trivial)
             for p in points:
                 # A utility inherits doubt from the pretrained cells at n and from the scratch cells
                 # its n_s was read from.
@@ -217,13 +238,19 @@ def analyse(rows: Iterable[dict], utility_method: str = "isotonic", bootstrap: i
                     cells += base.improving.get(N, [])
                 if cells:
                     g.flags[(method, p.n)] = cells
+            if _is_scratch_arm(method):
+                continue  # scratch-cmc against scratch: the architecture's effect, no pretraining to test
             lin = g.arms.get((method, "linear"))
             curves.append(findings_mod.Curve(
                 g.dataset, g.backbone, g.task, method, g.higher_is_better, dict(base.by_seed),
-                dict(arm.by_seed), dict(lin.by_seed) if lin else {}, points))
+                dict(arm.by_seed), dict(lin.by_seed) if lin else {}, points, baseline=base_name))
     methods = sorted({m for g in ordered for (m, _) in g.arms if m != SCRATCH})
+    backbones = sorted({g.backbone for g in ordered}, key=findings_mod.backbone_key)
+    compared = findings_mod.compare_backbones(curves, ci=ci, bootstrap=bootstrap, seed=seed,
+                                              method=utility_method) if len(backbones) >= 2 else []
     return Analysis(ordered, skipped, improving, methods, utility_method, bootstrap, ci,
-                    findings_mod.findings(curves, ci=ci, seed=seed), baseline=requested)
+                    findings_mod.findings(curves, ci=ci, seed=seed), baseline=requested, backbones=backbones,
+                    backbone_comparison=compared)
 
 
 def help_verdicts(analysis: Analysis) -> list[dict]:
@@ -244,6 +271,8 @@ def help_verdicts(analysis: Analysis) -> list[dict]:
     out = []
     for g in analysis.groups:
         for method, points in sorted(g.utility.items()):
+            if _is_scratch_arm(method):
+                continue  # no pretraining: scratch-cmc's row is the architecture's effect
             base = g.baselines.get(method, SCRATCH)
             pts = [p for p in points if p.kind in ("value", "lower", "upper")]
             where = f"{dataset_name(g.dataset)} · {g.task} · {g.backbone}"
@@ -346,6 +375,44 @@ def summary_rows(analysis: Analysis) -> list[dict]:
     return out
 
 
+#: How the report labels a utility against the full-backbone scratch beside an own-architecture one.
+VS_FULL_SCRATCH = "vs full scratch"
+
+
+def secondary_rows(analysis: Analysis) -> list[dict]:
+    """The point records of every second utility (``Group.secondary``: a method against plain
+    ``scratch`` where its primary baseline is its own architecture's scratch arm), as
+    :func:`summary_rows` writes them, with ``baseline`` scratch and ``role`` :data:`VS_FULL_SCRATCH`;
+    ``primary_baseline`` names the arm of its primary row."""
+    out = []
+    for g in analysis.groups:
+        for method, points in sorted(g.secondary.items()):
+            arm = g.arms[(method, "finetune")]
+            for p in points:
+                flagged = bool(arm.improving.get(p.n)) or any(g.scratch.improving.get(N) for N in p.scratch_used)
+                rec = point_record(p, g.task, method, dataset=g.dataset, backbone=g.backbone, metric=g.metric,
+                                   method=method, trivial=g.trivial, still_improving=flagged, baseline=SCRATCH,
+                                   role=VS_FULL_SCRATCH, primary_baseline=g.baselines.get(method, SCRATCH))
+                rec["utility"] = rec["value"]
+                rec["text"] = str(p) + (" †" if flagged else "")
+                out.append(rec)
+    return out
+
+
+def backbone_record(analysis: Analysis) -> dict | None:
+    """summary.json's ``backbone_comparison``: None with fewer than two backbones, else ``{"backbones",
+    "comparisons": findings.compare_backbones, "f5": {verdict, reason}, "reason"}`` (``reason``: why
+    there is nothing to compare, or "")."""
+    if len(analysis.backbones) < 2:
+        return None
+    f5 = next((f for f in analysis.findings if f["id"] == "F5"), None)
+    comps = analysis.backbone_comparison
+    return {"backbones": list(analysis.backbones), "comparisons": comps,
+            "f5": {"verdict": f5["verdict"], "reason": f5["reason"]} if f5 else None,
+            "reason": "" if comps else "no method has utility points on two backbones for the same dataset "
+                                       "and task"}
+
+
 def summarise(analysis: Analysis, checks: list[dict] | None = None) -> dict:
     """The JSON-able summary of a study (``summary.json``): the point records of every utility, the
     findings, the trivial baselines and the flags."""
@@ -359,6 +426,8 @@ def summarise(analysis: Analysis, checks: list[dict] | None = None) -> dict:
         "interval": "t-interval: U ± t(S-1)·se, se from a paired seed-level bootstrap; Δ on paired per-seed "
                     "differences; no interval with one seed",
         "points": points,
+        "secondary": secondary_rows(analysis),
+        "backbone_comparison": backbone_record(analysis),
         "help": help_verdicts(analysis),
         "findings": analysis.findings,
         "trivial": [{"dataset": g.dataset, "backbone": g.backbone, "task": g.task, "metric": g.metric,

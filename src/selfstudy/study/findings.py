@@ -28,6 +28,9 @@ so that a positive number always means pretraining helped.
   factor, and a least-squares main-effects fit ``U = μ + Σ β_f f`` per (backbone, task, method).
 - **F5** model size changes utility: U of two backbones on the same (dataset, task, method, n).
 
+:func:`compare_backbones` is F5 point by point, for the report's backbone section: the same pairs of
+curves (:func:`backbone_pairs`) and the same ΔU, each with a paired interval and a one-line verdict.
+
 Intervals of F4 and F5 are over independent units only: a (backbone, task, dataset pair), resp. a
 (dataset, task), each averaged over its methods and label counts (which share scratch curves and seeds).
 
@@ -46,12 +49,15 @@ from scipy import stats
 
 from selfstudy.errors import UserError
 from selfstudy.factors import LETTERS, Factors
-from selfstudy.study.utility import t_interval
+from selfstudy.study.utility import (POWERLAW_RESAMPLES, _matrix, _resampled_means, _solve, paired_resample,
+                                     t_interval)
 
 VERDICTS = ("supported", "contradicted", "inconclusive", "not measured")
 #: |ΔU| below which a factor or backbone is taken to make no difference.
 EQUIVALENCE = 0.25
 PERMUTATIONS = 2000
+#: An interval end within this of 0 is taken as 0 (a rounding error of identical arms, not an effect).
+_TINY = 1e-9
 RESAMPLES = 200
 CLAIMS = {
     "F1": "utility is highest with few labels and falls as labels grow",
@@ -73,6 +79,7 @@ class Curve:
     pretrained: dict  # {n: {seed: value}}
     linear: dict = field(default_factory=dict)
     utility: list = field(default_factory=list)  # UtilityPoint
+    baseline: str = "scratch"  # the arm ``scratch`` holds (scratch-cmc for CMC, a weights arm, ...)
 
 
 def findings(curves: list[Curve], ci: float = 0.95, seed: int = 0) -> list[dict]:
@@ -102,9 +109,9 @@ def _paired(c: Curve, ns) -> tuple[list, np.ndarray]:
 def _verdict_sign(lo, hi, claim_negative: bool) -> str:
     if lo is None:
         return "inconclusive"
-    if hi < 0:
+    if hi < -_TINY:  # a zero-width interval a rounding error from 0 (identical arms) shows nothing
         return "supported" if claim_negative else "contradicted"
-    if lo > 0:
+    if lo > _TINY:
         return "contradicted" if claim_negative else "supported"
     return "inconclusive"
 
@@ -313,7 +320,7 @@ def _value_u(c: Curve) -> dict[int, float]:
 
 def _equiv_verdict(intervals: list[tuple]) -> str:
     ok = [(lo, hi) for lo, hi in intervals if lo is not None]
-    if any(lo > 0 or hi < 0 for lo, hi in ok):
+    if any(lo > _TINY or hi < -_TINY for lo, hi in ok):
         return "supported"
     if ok and len(ok) == len(intervals) and all(-EQUIVALENCE <= lo and hi <= EQUIVALENCE for lo, hi in ok):
         return "contradicted"
@@ -379,23 +386,43 @@ def f4(curves: list[Curve], ci: float = 0.95) -> dict:
 # --------------------------------------------------------------------------------------------- F5
 
 
-def f5(curves: list[Curve], ci: float = 0.95) -> dict:
-    by = {}
+def backbone_key(name: str) -> tuple:
+    """Natural order of backbone names (resnet9 < resnet18 < resnet50): digits compare as numbers."""
+    import re
+
+    return tuple((0, int(t)) if t.isdigit() else (1, t) for t in re.split(r"(\d+)", str(name)) if t)
+
+
+def backbone_pairs(curves: list[Curve]) -> list[dict]:
+    """Every two backbones measured on the same (dataset, task, method): ``{"dataset", "task", "method",
+    "backbones": [later, earlier], "curves": (later's, earlier's)}`` in :func:`backbone_key` order (so a
+    difference reads "resnet50 minus resnet9"). F5 and :func:`compare_backbones` read these."""
+    by: dict = {}
     for c in curves:
-        by.setdefault((c.dataset, c.task, c.method), {})[c.backbone] = _value_u(c)
+        by.setdefault((c.dataset, c.task, c.method), {})[c.backbone] = c
+    out = []
+    for (dataset, task, method), per in sorted(by.items()):
+        names = sorted(per, key=backbone_key)
+        for small, big in itertools.combinations(names, 2):
+            out.append({"dataset": dataset, "task": task, "method": method, "backbones": [big, small],
+                        "curves": (per[big], per[small])})
+    return out
+
+
+def f5(curves: list[Curve], ci: float = 0.95) -> dict:
     backbones = sorted({c.backbone for c in curves})
     if len(backbones) < 2:
         return _finding("F5", "not measured", f"one backbone only ({backbones[0] if backbones else 'none'})")
+    # One number per (dataset, task) and pair of backbones: its methods share the scratch curve and its
+    # label counts the seeds, so only (dataset, task) units are independent.
+    units: dict = {}
+    for pair in backbone_pairs(curves):
+        ua, ub = (_value_u(c) for c in pair["curves"])
+        units.setdefault(tuple(pair["backbones"]), {}).setdefault((pair["dataset"], pair["task"]), []).extend(
+            ua[n] - ub[n] for n in sorted(set(ua) & set(ub)))
     evidence, intervals = [], []
-    for a, b in itertools.combinations(backbones, 2):
-        # One number per (dataset, task): its methods share the scratch curve and its label counts the
-        # seeds, so only (dataset, task) units are independent.
-        units: dict = {}
-        for (dataset, task, _), per in by.items():
-            if a in per and b in per:
-                units.setdefault((dataset, task), []).extend(
-                    per[a][n] - per[b][n] for n in sorted(set(per[a]) & set(per[b])))
-        diffs = [float(np.mean(v)) for v in units.values() if v]
+    for (a, b), per in sorted(units.items(), key=lambda kv: (backbone_key(kv[0][1]), backbone_key(kv[0][0]))):
+        diffs = [float(np.mean(v)) for v in per.values() if v]
         if not diffs:
             continue
         m, lo, hi = t_interval(diffs, ci)
@@ -408,3 +435,139 @@ def f5(curves: list[Curve], ci: float = 0.95) -> dict:
                        (f" [{e['ci_low']:+.2f}, {e['ci_high']:+.2f}]" if e["ci_low"] is not None else "") +
                        f" over {e['points']} point(s)" for e in evidence)
     return _finding("F5", _equiv_verdict(intervals), reason, evidence)
+
+
+# ------------------------------------------------------------------------- backbones, point by point
+
+#: What :func:`compare_backbones` can say of one (dataset, task, method) and two backbones.
+BACKBONE_VERDICTS = ("higher", "lower", "mixed", "inconclusive", "no interval")
+
+
+def _u_record(p, baseline: str) -> dict:
+    return {"kind": p.kind, "value": p.value if p.kind != "not_measurable" else None, "ci_low": p.ci_low,
+            "ci_high": p.ci_high, "text": str(p), "n_seeds": p.n_seeds, "baseline": baseline}
+
+
+def _restrict(curve: dict, seeds: list) -> dict:
+    out = {n: {s: v for s, v in vals.items() if s in set(seeds)} for n, vals in curve.items()}
+    return {n: v for n, v in out.items() if v}
+
+
+def _boot_u(c: Curve, seeds: list, idx: np.ndarray, method: str) -> dict[int, np.ndarray]:
+    """{n: (B,) U of each paired resample ``idx`` of ``seeds``} for one curve, as utility_curve's
+    bootstrap computes it (bounds at their bound values)."""
+    sign = _sign(c)
+    s_counts, xs, _ = _matrix(_restrict(c.scratch, seeds), "scratch", seeds)
+    p_counts, xp, _ = _matrix(_restrict(c.pretrained, seeds), "pretrained", seeds)
+    xs, xp = sign * xs, sign * xp
+    weights = np.sum(np.isfinite(xs), axis=1).astype(float)
+    _, n_s, _ = _solve(_resampled_means(xs, idx), _resampled_means(xp, idx), s_counts.astype(float), p_counts,
+                       weights, method)
+    u = n_s / p_counts[None, :] - 1.0
+    return {int(n): u[:, j] for j, n in enumerate(p_counts.tolist())}
+
+
+def _fmt_d(x: float) -> str:
+    return f"{x:+.3f}" if abs(x) < 5 else f"{x:+.1f}"
+
+
+def compare_backbones(curves: list[Curve], ci: float = 0.95, bootstrap: int = 1000, seed: int = 0,
+                      method: str = "isotonic") -> list[dict]:
+    """Utility per backbone side by side, per (dataset, task, method) and pair of backbones
+    (:func:`backbone_pairs`), at each label count both measured, with the paired differences:
+
+    - ``delta_u``: U(later) − U(earlier) where both are values (F5's point difference), its interval
+      ``U ± t(S-1)·se`` as U's own (utility.py), se from one paired seed-level bootstrap that draws the
+      same seeds for both backbones and all four arms (``bootstrap`` resamples, ``method`` the scratch
+      fit); S the seeds both backbones ran. With one paired seed, or a bound on either side, no interval
+      (resp. no ΔU);
+    - ``gain_diff``: Δ(later) − Δ(earlier), each Δ pretrained minus its baseline at n in the metric's
+      direction (a gain > 0), a t-interval over the paired seeds.
+
+    A label count counts for one backbone when ΔU's interval excludes 0, or, where ΔU has no interval
+    because a U is a bound, the gain difference's does. ``verdict`` (:data:`BACKBONE_VERDICTS`): higher
+    / lower (later's utility at those counts, never the other way at another), mixed, inconclusive (no
+    interval excludes 0) or no interval (fewer than two paired seeds); ``sentence`` says it in words.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for pair in backbone_pairs(curves):
+        ca, cb = pair["curves"]
+        a, b = pair["backbones"]
+        ua = {p.n: p for p in ca.utility}
+        ub = {p.n: p for p in cb.utility}
+        ns = sorted(set(ua) & set(ub))
+        if not ns:
+            continue
+        keys = lambda c: {s for arm in (c.scratch, c.pretrained) for v in arm.values() for s in v}  # noqa: E731
+        seeds = sorted(keys(ca) & keys(cb), key=str)
+        boot = None
+        resamples = min(bootstrap, POWERLAW_RESAMPLES) if method == "powerlaw" else bootstrap
+        if len(seeds) >= 2 and resamples > 0:
+            idx = paired_resample(len(seeds), resamples, rng)
+            boot = (_boot_u(ca, seeds, idx, method), _boot_u(cb, seeds, idx, method))
+        tq = float(stats.t.ppf(0.5 + ci / 2, len(seeds) - 1)) if len(seeds) >= 2 else math.nan
+        sign = _sign(ca)
+        points, ups, downs = [], [], []
+        for n in ns:
+            pa, pb = ua[n], ub[n]
+            rec = {"n": n, "u": {a: _u_record(pa, ca.baseline), b: _u_record(pb, cb.baseline)},
+                   "delta_u": None, "delta_u_ci_low": None, "delta_u_ci_high": None,
+                   "gain_diff": None, "gain_diff_ci_low": None, "gain_diff_ci_high": None, "seeds": 0,
+                   "counts": 0, "by": ""}
+            if pa.kind == "value" and pb.kind == "value":
+                d = float(pa.value - pb.value)
+                rec["delta_u"] = d
+                if boot is not None and n in boot[0] and n in boot[1]:
+                    se = float(np.std(boot[0][n] - boot[1][n], ddof=1)) * math.sqrt(len(seeds) / (len(seeds) - 1))
+                    rec["delta_u_ci_low"], rec["delta_u_ci_high"] = d - tq * se, d + tq * se
+            paired = [s for s in seeds if all(n in arm and s in arm[n] for arm in
+                                              (ca.scratch, ca.pretrained, cb.scratch, cb.pretrained))]
+            if paired:
+                g = [sign * ((ca.pretrained[n][s] - ca.scratch[n][s]) - (cb.pretrained[n][s] - cb.scratch[n][s]))
+                     for s in paired]
+                rec["gain_diff"], rec["gain_diff_ci_low"], rec["gain_diff_ci_high"] = t_interval(g, ci)
+                rec["seeds"] = len(paired)
+            if rec["delta_u_ci_low"] is not None:
+                lo, hi, rec["by"] = rec["delta_u_ci_low"], rec["delta_u_ci_high"], "U"
+            elif rec["delta_u"] is None and rec["gain_diff_ci_low"] is not None:
+                lo, hi, rec["by"] = rec["gain_diff_ci_low"], rec["gain_diff_ci_high"], "gain"
+            else:
+                lo = hi = None
+            # A zero-width interval at a rounding error from 0 (identical arms) shows nothing.
+            if lo is not None and (lo > _TINY or hi < -_TINY):
+                rec["counts"] = 1 if lo > 0 else -1
+                (ups if lo > 0 else downs).append(rec)
+            points.append(rec)
+
+        def said(recs):
+            return "; ".join(
+                f"n={r['n']}: ΔU {r['delta_u']:+.2f} [{r['delta_u_ci_low']:+.2f}, {r['delta_u_ci_high']:+.2f}]"
+                if r["by"] == "U" else
+                f"n={r['n']}: gain {_fmt_d(r['gain_diff'])} [{_fmt_d(r['gain_diff_ci_low'])}, "
+                f"{_fmt_d(r['gain_diff_ci_high'])}] (a U is a bound)" for r in recs)
+
+        at = lambda recs: ", ".join(f"n={r['n']}" for r in recs)  # noqa: E731
+        if ups and downs:
+            verdict = "mixed"
+            sentence = (f"mixed: {a}'s utility is higher than {b}'s at {at(ups)} ({said(ups)}) and lower at "
+                        f"{at(downs)} ({said(downs)})")
+        elif ups or downs:
+            verdict = "higher" if ups else "lower"
+            sentence = f"{a}'s utility is {verdict} than {b}'s at {at(ups or downs)} ({said(ups or downs)})"
+            rest = [r for r in points if not r["counts"]]
+            if rest:
+                sentence += f"; no difference shown at {at(rest)}"
+        elif len(seeds) < 2:
+            verdict = "no interval"
+            sentence = (f"no interval: {len(seeds)} seed(s) ran on both {a} and {b}, and a difference needs the "
+                        f"spread of two or more paired seeds")
+        else:
+            verdict = "inconclusive"
+            sentence = (f"inconclusive: no interval of ΔU (or, where a U is a bound, of the gain difference) "
+                        f"excludes 0 at {at(points)} ({len(seeds)} paired seeds)")
+        out.append({"dataset": pair["dataset"], "task": pair["task"], "method": pair["method"],
+                    "higher_is_better": ca.higher_is_better, "backbones": [a, b],
+                    "baselines": {a: ca.baseline, b: cb.baseline}, "seeds": len(seeds), "points": points,
+                    "verdict": verdict, "sentence": sentence})
+    return out

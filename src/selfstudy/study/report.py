@@ -6,9 +6,11 @@ figures as PNG files, every cell as CSV, and the plain-text summary.
 
 - ``summary.json``: the point record of every utility, the findings with their verdicts and evidence,
   the trivial baselines and the flags (:func:`selfstudy.study.analysis.summarise`);
-- ``<name>.html`` rendered from it: the utility tables first, the findings, accuracy vs labels (with
-  each task's trivial baseline as a line), utility vs labels, linear probe vs finetuning, and what was
-  run. Figures are embedded as base64 PNG and the CSS is inline, so the one file can be mailed around;
+- ``<name>.html`` rendered from it: the utility tables first (a method against its own architecture's
+  scratch arm, CMC against ``scratch-cmc``, with a second row "vs full scratch"), the backbone comparison
+  (with two or more backbones), the findings, accuracy vs labels (with each task's trivial baseline as a
+  line), utility vs labels, linear probe vs finetuning, and what was run. Figures are embedded as
+  base64 PNG and the CSS is inline, so the one file can be mailed around;
 - one PNG per figure and ``cells.csv`` (one line per row) beside it.
 
 :func:`summary_text` renders the same summary as plain text for a terminal (``summary.txt``).
@@ -39,8 +41,8 @@ from selfstudy.core.constants import SCRATCH
 from selfstudy.core.io import atomic_write_bytes, atomic_write_text
 from selfstudy.errors import UserError
 from selfstudy.study.transfer import transfer_html
-from selfstudy.study.analysis import (BASELINE_ABSENT, MIN_CORR_POINTS, Analysis, Group, _finite, analyse,  # noqa: F401
-                                      apply_budget_checks, correlations as _correlations,
+from selfstudy.study.analysis import (BASELINE_ABSENT, MIN_CORR_POINTS, VS_FULL_SCRATCH, Analysis, Group,  # noqa: F401
+                                      _finite, analyse, apply_budget_checks, correlations as _correlations,
                                       dataset_name as _dataset_name, help_text, linear_vs_finetune,
                                       short_n as _short_n, summarise, summary_rows)
 
@@ -139,21 +141,23 @@ def summary_text(summary: dict, checks: list[dict] | None = None) -> str:
             return "no finished cells to summarise"
         return "\n".join(lines + _align(table) + budget_check_text(checks or []))
     ns = sorted({r["n"] for r in points})
-    table = [["dataset", "backbone", "task", "method", "quantity"] + [f"n={n}" for n in ns]]
-    keyed = defaultdict(dict)
-    for r in points:
-        keyed[(r["dataset"], r["backbone"], r["task"], r["method"])][r["n"]] = r
-    for (d, b, t, m), cells in keyed.items():
-        table.append([_dataset_name(d), b, t, m, "U"] +
-                     [_point_text(cells[n]) if n in cells else "" for n in ns])
-        table.append(["", "", "", "", "Δ"] + [_delta_text(cells[n]) if n in cells else "" for n in ns])
     base = summary.get("baseline") or SCRATCH
+    with_base = _show_baselines(summary)
+    table = [["dataset", "backbone", "task", "method"] + (["baseline"] if with_base else []) + ["quantity"] +
+             [f"n={n}" for n in ns]]
+    for (d, b, t, m), label, cells in _table_rows(summary):
+        table.append([_dataset_name(d), b, t, m] + ([label] if with_base else []) + ["U"] +
+                     [_point_text(cells[n]) if n in cells else "" for n in ns])
+        table.append(["", "", "", ""] + ([""] if with_base else []) + ["Δ"] +
+                     [_delta_text(cells[n]) if n in cells else "" for n in ns])
     lines.append(f"utility U(n) = n_{base}/n - 1 ({summary['utility_method']} {base} fit; "
                  f"{interval_words(summary)}; ≥ / ≤ = bound outside the {base} range; n/m = not measurable; "
                  "! = U and Δ disagree in sign; ~ = extrapolated)")
     lines += _baseline_lines(summary)
+    lines += _own_baseline_lines(summary)
     lines += _align(table)
     lines += help_text(summary.get("help") or [], base)
+    lines += backbone_text(summary)
     improving = summary["flags"]["still_improving_cells"]
     if improving:
         why = "whose validation was still improving when its budget ran out"
@@ -183,6 +187,98 @@ def summary_table_text(rows: list[dict], *, utility_method: str = "isotonic", bo
     ``baseline``: the arm utility is computed against, :func:`~selfstudy.study.analysis.analyse`)."""
     analysis = analyse(rows, utility_method, bootstrap, seed, baseline=baseline)
     return summary_text(_summary(analysis, checks), checks)
+
+
+def _show_baselines(summary: dict) -> bool:
+    """Whether the utility tables name each row's baseline: some row is not against the summary's
+    baseline (an own-architecture scratch arm, a fallback) or has a second row against full scratch."""
+    base = summary.get("baseline") or SCRATCH
+    return bool(summary.get("secondary")) or any(p.get("baseline", base) != base for p in summary["points"])
+
+
+def _baseline_label(p: dict) -> str:
+    """The baseline cell of a utility row: ``scratch-cmc (primary)`` for an own-architecture scratch arm,
+    ``vs full scratch`` for its second row, else the arm's name."""
+    if p.get("role") == VS_FULL_SCRATCH:
+        return VS_FULL_SCRATCH
+    b = p.get("baseline") or SCRATCH
+    return f"{b} (primary)" if b.startswith(SCRATCH + "-") else b
+
+
+def _table_rows(summary: dict) -> list[tuple[tuple, str, dict]]:
+    """``((dataset, backbone, task, method), baseline label, {n: record})`` per utility row: each
+    primary row, followed by its "vs full scratch" row where there is one."""
+    keyed: dict = {}
+    for r in summary["points"]:
+        keyed.setdefault((r["dataset"], r["backbone"], r["task"], r["method"]), {})[r["n"]] = r
+    second: dict = {}
+    for r in summary.get("secondary") or []:
+        second.setdefault((r["dataset"], r["backbone"], r["task"], r["method"]), {})[r["n"]] = r
+    out = []
+    for key, cells in keyed.items():
+        out.append((key, _baseline_label(next(iter(cells.values()))), cells))
+        if key in second:
+            out.append((key, VS_FULL_SCRATCH, second[key]))
+    return out
+
+
+def _own_baseline_lines(summary: dict) -> list[str]:
+    """One line per method whose primary utility is against its own architecture's scratch arm."""
+    own = {}
+    for r in summary.get("secondary") or []:
+        own[r["method"]] = r["primary_baseline"]
+    for r in summary["points"]:
+        if (r.get("baseline") or SCRATCH).startswith(SCRATCH + "-"):
+            own.setdefault(r["method"], r["baseline"])
+    return [f"{m}: primary utility against {b} (its own architecture trained from scratch); "
+            f"the row '{VS_FULL_SCRATCH}' is against scratch on the full backbone (architecture and pretraining "
+            f"together)" for m, b in sorted(own.items())]
+
+
+def backbone_text(summary: dict) -> list[str]:
+    """The backbone comparison of a summary as text lines (none with fewer than two backbones)."""
+    bc = summary.get("backbone_comparison")
+    if not bc:
+        return []
+    lines = [f"backbones ({', '.join(bc['backbones'])}): U per backbone against each one's baseline; ΔU = "
+             "U(second) − U(first) where both are values, its t-interval from a paired seed bootstrap that draws "
+             "the same seeds on both; gain = Δ(second) − Δ(first) in the metric's direction, paired per seed"]
+    if not bc["comparisons"]:
+        return lines + [f"  nothing to compare: {bc['reason']}"]
+    ns = sorted({p["n"] for c in bc["comparisons"] for p in c["points"]})
+    table = [["dataset", "task", "method", "quantity"] + [f"n={n}" for n in ns]]
+    ends = []  # the table row after which each comparison's verdict follows
+    for c in bc["comparisons"]:
+        a, b = c["backbones"]
+        cells = {p["n"]: p for p in c["points"]}
+        for i, bb in enumerate((b, a)):
+            table.append(([_dataset_name(c["dataset"]), c["task"], c["method"]] if i == 0 else ["", "", ""]) +
+                         [f"U {bb}"] + [cells[n]["u"][bb]["text"] if n in cells else "" for n in ns])
+        for label, key in ((f"ΔU {a} − {b}", "delta_u"), ("gain difference", "gain_diff")):
+            table.append(["", "", "", label] + [_diff_text(cells[n], key) if n in cells else "" for n in ns])
+        ends.append((len(table) - 1, c["sentence"]))
+    aligned = _align(table)
+    lines.append("  " + aligned[0])
+    start = 1
+    for end, sentence in ends:
+        lines += ["  " + x for x in aligned[start:end + 1]]
+        lines.append(f"    -> {sentence}")
+        start = end + 1
+    if bc.get("f5"):
+        lines.append(f"  over independent units (F5 {bc['f5']['verdict']}): {bc['f5']['reason']}")
+    return lines
+
+
+def _diff_text(p: dict, key: str) -> str:
+    v = p[key]
+    if v is None:
+        return "–"
+
+    def f(x):
+        return f"{x:+.2f}" if key == "delta_u" else (f"{x:+.3f}" if abs(v) < 5 else f"{x:+.1f}")
+
+    lo = p[key + "_ci_low"]
+    return f(v) if lo is None else f"{f(v)} [{f(lo)}, {f(p[key + '_ci_high'])}]"
 
 
 def _baseline_lines(summary: dict) -> list[str]:
@@ -567,6 +663,10 @@ def _html_page(analysis: Analysis, record: dict, rows, figures, scatter, correla
         out.append(f"<p>Utility here is against <b>{e(base)}</b> (the spec's <code>utility.baseline</code>): "
                    f"n<sub>scratch</sub> reads the {e(base)} curve, and Δ is the pretrained minus the {e(base)} "
                    "result." + "".join(f" {e(x.strip())}." for x in _baseline_lines(record)[1:]) + "</p>")
+    own = _own_baseline_lines(record)
+    if own:
+        out.append("<p>" + "<br>".join(e(x) + "." for x in own) + " The findings and the help verdicts read the "
+                   "primary row.</p>")
     help_lines = help_text(record.get("help") or [], base)
     if help_lines:
         out.append("<p class='note'>" + "<br>".join(e(x) for x in help_lines) + "</p>")
@@ -576,6 +676,7 @@ def _html_page(analysis: Analysis, record: dict, rows, figures, scatter, correla
                    "(listed under <a href='#run'>What was run</a>).</p>")
     out.append(_summary_tables(record))
     out.append(_budget_section(list(checks)))
+    out.append(_backbone_section(record))
     out.append(_findings_section(record, figs))
     out.append(transfer_html(summary_rows(analysis)))  # study.transfer: "" unless the study transferred
 
@@ -614,6 +715,15 @@ def _summary_tables(record: dict) -> str:
     panels: dict = {}
     for r in record["points"]:
         panels.setdefault((r["backbone"], r["task"]), []).append(r)
+    rows_of = defaultdict(list)  # (backbone, task) -> [(dataset, shown method, {n: record})]
+    for (d, b, t, m), label, cells in _table_rows(record):
+        if label == VS_FULL_SCRATCH:
+            shown = f"{m} {VS_FULL_SCRATCH}"
+        elif record.get("baseline", SCRATCH) != SCRATCH or label.endswith("(primary)"):
+            shown = f"{m} vs {label}"
+        else:
+            shown = m
+        rows_of[(b, t)].append((d, shown, cells))
     if not panels:
         return ("<p class='note'>No utility to summarise: the study has no pretrained finetune cells "
                 "with matching scratch cells.</p>")
@@ -626,10 +736,7 @@ def _summary_tables(record: dict) -> str:
                         "; no trivial baseline recorded: no signal guard") + ")</span></h3>")
         parts.append("<table><tr><th class='l'>dataset</th><th class='l'>method</th><th class='l'></th>" +
                      "".join(f"<th>n={_short_n(n)}</th>" for n in ns) + "</tr>")
-        keyed: dict = {}
-        for p in pts:
-            keyed.setdefault((p["dataset"], p["method"]), {})[p["n"]] = p
-        for (dataset, method), by_n in keyed.items():
+        for dataset, shown, by_n in rows_of[(backbone, task)]:
             u_cells, d_cells = [], []
             for n in ns:
                 p = by_n.get(n)
@@ -656,9 +763,6 @@ def _summary_tables(record: dict) -> str:
                                f"{'<sup>' + _FLAG + '</sup>' if p['still_improving'] else ''}</td>")
                 dsig = p["delta_ci_low"] is not None and (p["delta_ci_low"] > 0 or p["delta_ci_high"] < 0)
                 d_cells.append(f"<td class='delta{' sig' if dsig else ''}'>{e(_delta_text(p))}</td>")
-            shown = method
-            if record.get("baseline", SCRATCH) != SCRATCH:
-                shown += f" vs {next(iter(by_n.values()))['baseline']}"
             parts.append(f"<tr><td class='l'>{e(_dataset_name(dataset))}</td><td class='l'>{e(shown)}</td>"
                          f"<td class='l'>U</td>" + "".join(u_cells) + "</tr>")
             parts.append("<tr><td class='l'></td><td class='l'></td><td class='l'>Δ</td>" + "".join(d_cells) + "</tr>")
@@ -672,6 +776,59 @@ def _summary_tables(record: dict) -> str:
             "measurable (hover for the reason); ~: extrapolated past the measured range. [a, ≥b]: the interval "
             "was cut at the edge of what the scratch range can measure. Δ in bold: its interval excludes 0.</p>"
             + "".join(parts) + foot)
+
+
+def _backbone_section(record: dict) -> str:
+    """The backbone comparison (summary.json's ``backbone_comparison``); "" with fewer than two backbones."""
+    bc = record.get("backbone_comparison")
+    if not bc:
+        return ""
+    e = html.escape
+    out = [f"<h2 id='backbones'>Backbones</h2><p>Utility of each method on each backbone "
+           f"({e(', '.join(bc['backbones']))}), each against its own baseline, side by side at each label count. "
+           "<b>ΔU</b>: the second backbone's U minus the first's where both are values, with a t-interval from a "
+           "paired seed-level bootstrap that draws the same seeds for both backbones; <b>gain difference</b>: "
+           "Δ on the second minus Δ on the first (pretrained minus baseline, in the metric's direction), a "
+           "t-interval over the paired seeds, read where a U is a bound. Bold: the interval excludes 0.</p>"]
+    if not bc["comparisons"]:
+        out.append(f"<p class='note'>Nothing to compare: {e(bc['reason'])}.</p>")
+    by: dict = {}
+    for c in bc["comparisons"]:
+        by.setdefault((c["task"], tuple(c["backbones"])), []).append(c)
+    for (task, (a, b)), comps in sorted(by.items()):
+        ns = sorted({p["n"] for c in comps for p in c["points"]})
+        out.append(f"<h3>{e(task)} · {e(a)} vs {e(b)}</h3><table><tr><th class='l'>dataset</th>"
+                   "<th class='l'>method</th><th class='l'></th>" +
+                   "".join(f"<th>n={_short_n(n)}</th>" for n in ns) + "</tr>")
+        for c in comps:
+            cells = {p["n"]: p for p in c["points"]}
+            for i, bb in enumerate((b, a)):
+                head = (f"<td class='l'>{e(_dataset_name(c['dataset']))}</td><td class='l'>{e(c['method'])}</td>"
+                        if i == 0 else "<td class='l'></td><td class='l'></td>")
+                base = c["baselines"][bb]
+                out.append(f"<tr>{head}<td class='l'>U {e(bb)}" + (f" vs {e(base)}" if base != SCRATCH else "") +
+                           "</td>" + "".join(f"<td>{e(cells[n]['u'][bb]['text'])}</td>" if n in cells else "<td></td>"
+                                             for n in ns) + "</tr>")
+            for label, key in ((f"ΔU {a} − {b}", "delta_u"), ("gain difference", "gain_diff")):
+                tds = []
+                for n in ns:
+                    p = cells.get(n)
+                    if p is None:
+                        tds.append("<td></td>")
+                        continue
+                    lo, hi = p[key + "_ci_low"], p[key + "_ci_high"]
+                    sig = lo is not None and (lo > 0 or hi < 0)
+                    tds.append(f"<td class='delta{' sig' if sig else ''}'>{e(_diff_text(p, key))}</td>")
+                out.append(f"<tr><td class='l'></td><td class='l'></td><td class='l'>{e(label)}</td>" + "".join(tds)
+                           + "</tr>")
+            cls = {"higher": "pos", "lower": "neg"}.get(c["verdict"], "")
+            out.append(f"<tr><td class='l'></td><td class='l'></td><td class='l wrap {cls}' colspan='{len(ns) + 1}'>"
+                       f"<b>{e(c['verdict'])}</b>: {e(c['sentence'])}</td></tr>")
+        out.append("</table>")
+    if bc.get("f5"):
+        out.append(f"<p>Over independent units (one per dataset and task, <a href='#findings'>F5</a>, "
+                   f"<b>{e(bc['f5']['verdict'])}</b>): {e(bc['f5']['reason'])}.</p>")
+    return "\n".join(out)
 
 
 def _findings_section(record: dict, figs: dict) -> str:
