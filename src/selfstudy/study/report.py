@@ -817,13 +817,14 @@ def _backbone_section(record: dict) -> str:
                         tds.append("<td></td>")
                         continue
                     lo, hi = p[key + "_ci_low"], p[key + "_ci_high"]
-                    sig = lo is not None and (lo > 0 or hi < 0)
+                    sig = lo is not None and (lo > 1e-9 or hi < -1e-9)  # as findings.compare_backbones reads it
                     tds.append(f"<td class='delta{' sig' if sig else ''}'>{e(_diff_text(p, key))}</td>")
                 out.append(f"<tr><td class='l'></td><td class='l'></td><td class='l'>{e(label)}</td>" + "".join(tds)
                            + "</tr>")
             cls = {"higher": "pos", "lower": "neg"}.get(c["verdict"], "")
             out.append(f"<tr><td class='l'></td><td class='l'></td><td class='l wrap {cls}' colspan='{len(ns) + 1}'>"
-                       f"<b>{e(c['verdict'])}</b>: {e(c['sentence'])}</td></tr>")
+                       + (f"<b>{e(c['verdict'])}</b>: " if not c["sentence"].startswith(c["verdict"]) else "")
+                       + f"{e(c['sentence'])}</td></tr>")
         out.append("</table>")
     if bc.get("f5"):
         out.append(f"<p>Over independent units (one per dataset and task, <a href='#findings'>F5</a>, "
