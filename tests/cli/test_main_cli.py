@@ -1,6 +1,10 @@
 """Careless input to every command: one line on stderr naming what is wrong and what is allowed, exit 2,
 no usage block, and nothing run."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from selfstudy.cli import main as cli_main
@@ -105,3 +109,22 @@ def test_a_bad_method_value_is_refused_before_any_data_is_made(override, fragmen
                   override], capsys)
     assert fragment in err
     assert not (tmp_path / "data").exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("argv", [["study", "cells", "quick"], ["study", "cells", "quick", "--count"], ["--help"],
+                                  ["report", "--help"]])
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_a_closed_stdout_ends_every_command_quietly(argv, unbuffered):
+    """``selfstudy ... | head -3``: the reader goes away early. Its end of the pipe is closed here before
+    the command writes anything, so the write fails for certain: inside the command's print when stdout
+    is unbuffered, at the final flush when it is buffered. No traceback, exit status 141 (128 + SIGPIPE,
+    as the shell reports for cat or git)."""
+    env = {**os.environ, "SELFSTUDY_THREADS": "1", "PYTHONUNBUFFERED": unbuffered}
+    proc = subprocess.Popen([sys.executable, "-m", "selfstudy", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    rc = proc.wait(timeout=300)
+    assert err == ""
+    # argparse's help ignores a failed write itself (0) when it reaches the pipe at once, unbuffered
+    assert rc == cli_main.EXIT_BROKEN_PIPE == 141 or (rc == 0 and "--help" in argv and unbuffered), (rc, err)

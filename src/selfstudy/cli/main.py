@@ -3,7 +3,8 @@
 Heavy imports (torch, moderngl) happen inside ``run`` so that ``--help`` stays instant.
 
 Any :class:`~selfstudy.errors.UserError` becomes one line on stderr and exit status 2, and so does a bad
-argument (:class:`Parser`, the class of every subcommand's parser).
+argument (:class:`Parser`, the class of every subcommand's parser). Output into a pipe whose reader
+went away (``| head``) ends the command quietly with status 141 (:func:`entry`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import os
 import re
 import sys
 import typing
@@ -108,8 +110,35 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+#: The exit status when the reader of stdout goes away early (``selfstudy study cells quick | head -3``):
+#: 128 + SIGPIPE (13), what the shell reports for cat, seq, yes, grep and git, which are killed by
+#: SIGPIPE there, so that a ``set -o pipefail`` script sees selfstudy as it sees them.
+EXIT_BROKEN_PIPE = 141
+
+
 def entry() -> None:
-    sys.exit(main())
+    """The ``selfstudy`` console script: :func:`main`, and a quiet exit (no traceback, status
+    :data:`EXIT_BROKEN_PIPE`) for every subcommand when stdout is closed before all was written."""
+    try:
+        try:
+            code = main()
+        except SystemExit as e:  # argparse's --help, --version and errors exit from inside parse_args
+            code = e.code
+        sys.stdout.flush()  # the last buffered lines: a closed pipe raises here, not at interpreter exit
+    except BrokenPipeError:
+        code = _stdout_closed()
+    sys.exit(code)
+
+
+def _stdout_closed() -> int:
+    """Python's recipe (the signal module's "Note on SIGPIPE"): point stdout at devnull, so that the
+    flush of what is still buffered at exit does not raise again, and exit with the SIGPIPE status."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no stdout file descriptor to replace
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

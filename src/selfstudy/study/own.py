@@ -12,7 +12,12 @@ read at the largest label count each method was measured at (what the person has
 measured range the scratch curve is the isotonic fit of the study's utility analysis; where the method
 beats scratch at every measured count, scratch's label count is projected by the power-law fit of
 :mod:`selfstudy.study.utility` (``method="powerlaw"``) and the sentence says it is **extrapolated**,
-with the fit's back-test error. The utility table below it gives U with intervals at every count.
+with the fit's back-test error. Only past the measured range, though: where the fit reaches the
+method's mean at or below scratch's largest measured count (the measured means say scratch never got
+there, the smoothed fit says it did), nothing is projected and the sentence gives the measured bound
+of the utility table (``utility ≥ N_max/n - 1`` with Δ), says where the fit lands, and at the largest
+count (bound 0) that there is no evidence of a label saving. The utility table below it gives U with
+intervals at every count.
 """
 
 from __future__ import annotations
@@ -118,6 +123,8 @@ def sentence(base: Mapping[int, Mapping[int, float]], arm: Mapping[int, Mapping[
                     f"more than {n_max} labels (utility ≥ {point.value:.2f}); beyond the measured range a "
                     f"projection needs the power-law fit of {baseline} (3+ label counts; "
                     f"`selfstudy report DIR --utility powerlaw`)")
+        if not proj.n_scratch_equiv > n_max:
+            return _inside(point, proj, n, method, baseline, n_min, n_max, higher_is_better)
         err = getattr(proj, "backtest_error", None)
         if err is not None and _finite(err):
             back = f", back-test error {abs(err):.3g}" + (
@@ -131,6 +138,32 @@ def sentence(base: Mapping[int, Mapping[int, float]], arm: Mapping[int, Mapping[
     text = (f"at {n} labels, {method} reaches what {baseline} would need about {_count(point.n_scratch_equiv)} "
             f"labels for {_k_interval(point)} (utility {point})")
     return text + _verdict(point, method, baseline)
+
+
+def _inside(point, proj, n: int, method: str, baseline: str, n_min: int, n_max: int,
+            higher_is_better: bool = True) -> str:
+    """The answer where ``method``'s mean beats every ``baseline`` mean but the power-law fit of the
+    baseline reaches that mean at or below ``n_max``, inside the measured range: nothing is projected
+    (the measurements say the baseline never got there; the fit, smoothing them, says it did), so the
+    sentence gives the measured reading, the utility table's bound ``U >= n_max/n - 1`` with Δ, and says
+    where the fit lands. At ``n == n_max`` that bound is 0: no evidence of a label saving."""
+    delta = ""
+    if getattr(point, "delta", None) is not None and _finite(point.delta):
+        f = (lambda x: f"{x:+.3f}") if abs(point.delta) < 5 else (lambda x: f"{x:+.1f}")
+        delta = f", Δ {f(point.delta)}"
+        if point.delta_ci_low is not None:
+            delta += f" [{f(point.delta_ci_low)}, {f(point.delta_ci_high)}]"
+    head = f"at {n} labels, {method}'s mean beats {baseline}'s at every measured count"
+    fit = (f"a power-law fit of {baseline} reaches that mean at about {_count(proj.n_scratch_equiv)} labels, "
+           f"inside the measured range ({n_min}-{n_max} labels), not beyond it")
+    if point.value > 1e-9:  # the arm stopped short of the baseline's largest count: a measured saving
+        return (f"{head}: {baseline} would need more than {n_max} labels (utility ≥ {point.value:.2f}{delta}); "
+                f"{fit}, so nothing is projected")
+    text = f"{head} (utility ≥ {point.value:.2f}{delta}), yet {fit}: no evidence that pretraining saves labels here"
+    lo, hi = point.delta_ci_low, point.delta_ci_high
+    if lo is not None and hi is not None and (lo > 0 if higher_is_better else hi < 0):
+        text += f", although its score at {n} labels beats {baseline}'s beyond seed noise (Δ)"
+    return text
 
 
 def _verdict(point, method: str, baseline: str) -> str:
