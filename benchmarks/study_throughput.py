@@ -1,9 +1,9 @@
 """Study throughput: the ``quick`` study's downstream cells per minute with one worker and with the
 default executor, and what a finetune cell gets out of a bare training step.
 
-Prints one JSON line. A reduced slice of the ``quick`` preset (scratch only, so no pretraining; both
-tasks, finetuning and the linear probe, two label counts; the preset's budgets, so a cell costs what
-it costs in the demo) runs twice into fresh study folders:
+Prints one JSON line. A reduced slice of the ``quick`` preset (scratch only, so no pretraining; its
+task, protocol and seeds at two label counts, without budget checks; the preset's budget, so a cell
+costs what it costs in the demo) runs twice into fresh study folders:
 
 - ``one_worker``: in-process, one cell at a time with torch's default threads (every core);
 - ``default``: what ``selfstudy study run`` picks here (``--executor auto``: on a CPU with two or more
@@ -85,7 +85,7 @@ def main() -> None:
                    help="more spec overrides of the slice, e.g. tasks=[classification] finetune.max_steps=60")
     args = p.parse_args()
     labels = [int(x) for x in args.labels.split(",")]
-    overrides = ["methods=[scratch]", f"labels={labels}", f"datasets.n={args.n}", "budget_check={}",
+    overrides = ["methods=[scratch]", f"labels={labels}", f"datasets.n={args.n}", "budget_check=off",
                  *args.overrides]
     spec = load_spec("quick", overrides)
     ft = spec.protocol_options("finetune")

@@ -23,6 +23,11 @@ def test_parameter_count_is_the_papers_6_7m():
 
 def test_tiny_and_half_parameter_counts():
     assert build_backbone("resnet9-tiny").num_parameters() == 419_920
+    # 1/8 width: 8/16/32/64 channels and a 32-wide prepool; about a quarter of tiny's weights
+    nano = build_backbone("resnet9-nano")
+    assert nano.num_parameters() == 105_384 and nano.out_dim == 32
+    assert [nano.map_channels[k] for k in ("layer1", "layer2", "layer3")] == [16, 32, 64]
+    assert build_backbone("resnet9-nano").state_dict().keys() == build_backbone("resnet9-tiny").state_dict().keys()
     assert build_backbone("resnet9-half", in_channels=1).num_parameters() == 3_322_176
 
 
