@@ -244,7 +244,8 @@ def resolve_rows(rows: Iterable[Mapping], checks: Iterable[Mapping],
     dataset, backbone, task, method, protocol, n_labels, seed, metric, higher_is_better, cell_id (the
     downstream cell's), factor (of the
     larger attempt over the smaller), val, val_check, test, test_check, gain, tolerance (the effective
-    one), steps, steps_check, under_budget (it gained more than the tolerance), status (the cell's).
+    one), steps, steps_check, under_budget (it gained more than the tolerance), status and counted (the
+    cell's: its decision and the budget multiple whose numbers count).
     """
     settings = dict(settings or {})
     rows = [dict(r) for r in rows]
@@ -269,7 +270,7 @@ def resolve_rows(rows: Iterable[Mapping], checks: Iterable[Mapping],
                             "factor_to": c.factor_to, "val": lo.get("val"), "val_check": hi.get("val"),
                             "test": lo.get("test"), "test_check": hi.get("test"), "gain": c.gain,
                             "tolerance": c.tolerance, "steps": lo.get("steps"), "steps_check": hi.get("steps"),
-                            "under_budget": c.gained, "status": d.status})
+                            "under_budget": c.gained, "status": d.status, "counted": d.counted})
         if counted is not r:
             for k in COUNTED_KEYS:
                 if k in counted:

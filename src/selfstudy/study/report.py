@@ -58,18 +58,9 @@ _VERDICT_CLASS = {"supported": "pos", "contradicted": "neg", "inconclusive": "",
 
 def counted_factors(table: list[dict]) -> dict[str, tuple[float, str]]:
     """cell id -> (the budget multiple whose numbers count, the cell's status) for a ``budget: auto``
-    table (``autobudget.resolve_rows``: one entry per doubling compared, ``factor_from`` -> ``factor_to``).
-
-    A converged cell counts the attempt its last doubling did not beat (``factor_from``); any other
-    cell's last compared doubling gained, so its larger attempt counts (``factor_to``), as in
-    ``autobudget.decide``. Empty for a table of single checks (:func:`apply_budget_checks`).
-    """
-    last: dict[str, dict] = {}
-    for t in table:
-        if "factor_to" in t and (t["cell_id"] not in last or t["factor_to"] > last[t["cell_id"]]["factor_to"]):
-            last[t["cell_id"]] = t
-    return {cid: (t["factor_from"] if t["status"] == "converged" else t["factor_to"], t["status"])
-            for cid, t in last.items()}
+    table (``autobudget.resolve_rows`` gives every entry its cell's decision: ``counted``, ``status``).
+    Empty for a table of single checks (:func:`apply_budget_checks`)."""
+    return {t["cell_id"]: (t["counted"], t["status"]) for t in table if "counted" in t}
 
 
 def _counted_words(counted: dict[str, tuple[float, str]]) -> str:
@@ -331,7 +322,7 @@ def build_report(rows: list[dict], out_html: Path, spec: dict | None = None, met
     ``out_html``'s folder. ``headline``: text lines shown first on the page (a study on imported data:
     the practitioner's answer and the class counts, :func:`selfstudy.study.own.headline`). ``notes``:
     what a reader must know to read the intervals (e.g. a pretraining shared by every seed,
-    :func:`selfstudy.study.spec.shared_note`), kept in ``summary.json`` and shown above the tables.
+    :func:`selfstudy.study.spec.shared_notes`), kept in ``summary.json`` and shown above the tables.
 
     rows: the study's cells (keys in :data:`ROW_KEYS`); spec: the study spec, shown as run;
     meta: anything else worth recording (database path, device, ...), shown as a table;
