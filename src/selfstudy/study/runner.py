@@ -263,14 +263,12 @@ def write_report(rows: list[dict], folder: Path, spec: dict | None, meta: dict |
 def report_notes(spec: Mapping | None) -> list[str]:
     """The notes a report of ``spec`` (its dict form) carries: one per method whose pretraining every
     seed shares (``shared: true``), since its intervals then leave out the noise of pretraining."""
-    from selfstudy.study.spec import shared_note
+    from selfstudy.study.spec import shared_notes
 
     spec = spec or {}
-    seeds = tuple(spec.get("seeds") or ())
-    if len(seeds) < 2:
-        return []
-    return [shared_note(name, seeds) for name, m in (spec.get("methods") or {}).items()
-            if isinstance(m, Mapping) and m.get("shared")]
+    methods = (spec.get("methods") or {}).items()
+    return shared_notes(((name, isinstance(m, Mapping) and bool(m.get("shared"))) for name, m in methods),
+                        tuple(spec.get("seeds") or ()))
 
 
 # --- running cells --------------------------------------------------------------------------------

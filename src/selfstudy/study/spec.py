@@ -572,16 +572,26 @@ def expand(spec: Spec) -> Plan:
     return Plan(pretrain=pre, downstream=down, datasets=data, notes=list(dict.fromkeys(notes)), checks=checks)
 
 
-def pre_seed(method: MethodSpec, seed: int, seeds: tuple[int, ...] | None = None) -> int:
+def pretrain_seeds(method: MethodSpec, seeds: tuple[int, ...]) -> tuple[int, ...]:
+    """The seeds of ``method``'s pretraining cells: every study seed, or only the first for a method
+    with ``shared: true``."""
+    return seeds[:1] if method.shared else seeds
+
+
+def pre_seed(method: MethodSpec, seed: int, seeds: tuple[int, ...]) -> int:
     """The seed of the pretraining cell that a downstream cell of ``seed`` loads: its own, or the
-    study's first seed (``seeds[0]``) for a method with ``shared: true``."""
-    return seed if not method.shared or seeds is None else seeds[0]
+    study's first seed for a method with ``shared: true``."""
+    return pretrain_seeds(method, seeds)[0] if method.shared else seed
 
 
-def shared_note(method: str, seeds: tuple[int, ...]) -> str:
-    """What the plan and the report say of a method whose pretraining every seed shares."""
-    return (f"{method}: one pretraining (seed {seeds[0]}) shared by every seed; the seeds vary its "
-            f"finetuning only, so its intervals hold the finetuning noise, not the noise of pretraining")
+def shared_notes(methods: Iterable[tuple[str, bool]], seeds: tuple[int, ...]) -> list[str]:
+    """What the plan and the report say of each ``(name, shared)`` method whose pretraining every seed
+    shares (nothing with one seed: there is no interval to qualify)."""
+    if len(seeds) < 2:
+        return []
+    return [f"{name}: one pretraining (seed {seeds[0]}) shared by every seed; the seeds vary its "
+            f"finetuning only, so its intervals hold the finetuning noise, not the noise of pretraining"
+            for name, shared in methods if shared]
 
 
 def _expand_block(spec: Spec) -> Plan:
@@ -601,7 +611,7 @@ def _expand_block(spec: Spec) -> Plan:
             if m.is_scratch or m.is_weights:
                 continue
             for b in spec.backbones:
-                for s in (spec.seeds[:1] if m.shared else spec.seeds):
+                for s in pretrain_seeds(m, spec.seeds):
                     cfg = {"kind": "pretrain", "dataset": data[f], "method": m.name, "backbone": b,
                            "seed": s, "config": _resolved_method(m.name, b, m.epochs, m.overrides,
                                                                  spec.datasets.res),
@@ -647,7 +657,7 @@ def _expand_block(spec: Spec) -> Plan:
                                                            protocol=p, n_labels=n,
                                                            pretrain_id=pre.id if pre else None,
                                                            pretrained_on=src, config=cfg))
-    notes += [shared_note(m.name, spec.seeds) for m in spec.methods if m.shared and len(spec.seeds) > 1]
+    notes += shared_notes(((m.name, m.shared) for m in spec.methods), spec.seeds)
     if "finetune" in spec.protocols and not any(m.name == SCRATCH for m in spec.methods):
         notes.append("no scratch method: the report needs scratch finetune cells to compute utility")
     notes += [f"{m.name} runs on backbone {m.backbone} only (a weights file fits one architecture)"
