@@ -49,8 +49,7 @@ from scipy import stats
 
 from selfstudy.errors import UserError
 from selfstudy.factors import LETTERS, Factors
-from selfstudy.study.utility import (POWERLAW_RESAMPLES, _matrix, _resampled_means, _solve, paired_resample,
-                                     t_interval)
+from selfstudy.study.utility import POWERLAW_RESAMPLES, _matrix, paired_resample, resampled_utility, t_interval
 
 VERDICTS = ("supported", "contradicted", "inconclusive", "not measured")
 #: |ΔU| below which a factor or backbone is taken to make no difference.
@@ -461,9 +460,7 @@ def _boot_u(c: Curve, seeds: list, idx: np.ndarray, method: str) -> dict[int, np
     p_counts, xp, _ = _matrix(_restrict(c.pretrained, seeds), "pretrained", seeds)
     xs, xp = sign * xs, sign * xp
     weights = np.sum(np.isfinite(xs), axis=1).astype(float)
-    _, n_s, _ = _solve(_resampled_means(xs, idx), _resampled_means(xp, idx), s_counts.astype(float), p_counts,
-                       weights, method)
-    u = n_s / p_counts[None, :] - 1.0
+    _, u = resampled_utility(xs, xp, s_counts.astype(float), p_counts, weights, method, idx)
     return {int(n): u[:, j] for j, n in enumerate(p_counts.tolist())}
 
 

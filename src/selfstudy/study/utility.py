@@ -316,9 +316,7 @@ def utility_curve(scratch: Mapping, pretrained: Mapping, higher_is_better: bool 
     resamples = min(bootstrap, POWERLAW_RESAMPLES) if method == "powerlaw" else bootstrap
     if resamples > 0 and n_seeds > 1:
         idx = paired_resample(n_seeds, resamples, np.random.default_rng(seed))
-        bs, bp = _resampled_means(xs, idx), _resampled_means(xp, idx)
-        boot_kinds, bn_s, _ = _solve(bs, bp, ns, p_counts, weights, method)
-        boot_u = bn_s / p_counts[None, :] - 1.0
+        boot_kinds, boot_u = resampled_utility(xs, xp, ns, p_counts, weights, method, idx)
 
     s_learned = p_learned = None
     if trivial is not None:
@@ -404,6 +402,17 @@ def utility_curve(scratch: Mapping, pretrained: Mapping, higher_is_better: bool 
         point["note"] = "; ".join(notes)
         out.append(UtilityPoint(**point))
     return out
+
+
+def resampled_utility(xs: np.ndarray, xp: np.ndarray, ns: np.ndarray, p_counts: np.ndarray,
+                      weights: np.ndarray, method: str, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(kinds, U)``, each (B, M), of the paired seed resamples ``idx`` (B, S): the scratch and
+    pretrained seed matrices ``xs`` (N, S) and ``xp`` (M, S) (higher is better; NaN: not run), resampled
+    by the same seed draw, then solved as :func:`utility_curve` solves the means (bounds at their bound
+    values). ``ns``: scratch's label counts, ``p_counts`` the pretrained ones, ``weights`` scratch's
+    seeds per count. What :func:`utility_curve`'s interval and the backbone comparison's ΔU resample."""
+    kinds, n_s, _ = _solve(_resampled_means(xs, idx), _resampled_means(xp, idx), ns, p_counts, weights, method)
+    return kinds, n_s / p_counts[None, :] - 1.0
 
 
 def rank_correlation(x: Sequence[float], y: Sequence[float]) -> dict:
