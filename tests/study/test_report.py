@@ -404,6 +404,11 @@ def test_a_shared_pretraining_is_noted_in_the_summary_json_text_and_html(tmp_pat
                      "only, so its intervals hold the finetuning noise, not the noise of pretraining"]
     assert report_notes({**spec, "seeds": [0]}) == []  # one seed: no interval to qualify
     assert report_notes({"name": "s", "seeds": [0, 1], "methods": {"rotation": {}}}) == []
+    off = report_notes({"name": "s", "seeds": [0], "finetune": {"augment": False}})
+    assert len(off) == 1 and off[0].startswith("finetuning without augmentation (finetune.augment: false)")
+    some = report_notes({"name": "s", "finetune": {"resnet50": {"augment": False}}})
+    assert some[0].startswith("finetuning on resnet50 without augmentation")
+    assert report_notes({"name": "s", "finetune": {"augment": False}, "protocols": ["linear"]}) == []
     html, summary = write_report(make_rows(), tmp_path, spec, None, bootstrap=50)
     assert summary.splitlines()[0] == f"note: {notes[0]}"
     assert json.loads((tmp_path / "summary.json").read_text())["notes"] == notes

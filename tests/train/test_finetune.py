@@ -196,3 +196,27 @@ def test_still_improving_rule():
     assert still_improving([40.0, 30.0, 20.0], False, 0.5)                 # an error still falling
     assert not still_improving([40.0, 20.0, 20.2], False, 0.5)
     assert still_improving([0.3], True, 0.0)                               # one evaluation: unknown
+
+
+def test_budget_augment_false_turns_the_augmentation_off_and_keeps_default_ids(ds, monkeypatch):
+    # Default budgets hash as before (augment is left out of the canonical dict while true).
+    assert "augment" not in Budget().to_dict()
+    off = Budget.from_overrides(["augment=false"], base=SHORT)
+    assert off.to_dict()["augment"] is False and Budget.from_overrides(off.to_dict()) == off
+    with pytest.raises(UserError, match="augment"):
+        Budget.from_overrides(["augment=maybe"])
+    import selfstudy.train.finetune as ft
+
+    built = []
+    real = ft.PaperAugment
+
+    def spy(**kw):
+        built.append(kw)
+        return real(**kw)
+
+    monkeypatch.setattr(ft, "PaperAugment", spy)
+    a = run(ds, "classification", backbone="resnet9-tiny", n_labels=60, seed=0, budget=off)
+    assert built == [] and a["budget"]["augment"] is False
+    b = run(ds, "classification", backbone="resnet9-tiny", n_labels=60, seed=0, budget=SHORT)
+    assert len(built) == 1 and b["budget"]["augment"] is True
+    assert a["curve"] != b["curve"]  # the augmentation changed what was learned

@@ -594,6 +594,21 @@ def shared_notes(methods: Iterable[tuple[str, bool]], seeds: tuple[int, ...]) ->
             for name, shared in methods if shared]
 
 
+def augment_notes(finetune: Mapping[str, Any] | None) -> list[str]:
+    """What the plan and the report say when finetuning runs without the paper's augmentation
+    (``finetune: {augment: false}``, for every backbone or for some)."""
+    finetune = finetune or {}
+    off = finetune.get("augment") is False
+    some = sorted(k for k, v in finetune.items() if isinstance(v, Mapping) and v.get("augment") is False)
+    if not off and not some:
+        return []
+    where = "" if off else f" on {', '.join(some)}"
+    return [f"finetuning{where} without augmentation (finetune.augment: false), for every arm alike: a "
+            f"network on a few hundred labels then stops gaining within a few hundred passes, so budgets "
+            f"converge quickly, but scratch is weaker than with the paper's augmentation and utilities "
+            f"are larger than under the paper's protocol"]
+
+
 def _expand_block(spec: Spec) -> Plan:
     """All cells of ``spec``: one pretraining cell per (dataset, SSL method, backbone, seed), reused by
     every downstream cell of that combination, then the downstream grid (see the module docstring).
@@ -658,6 +673,8 @@ def _expand_block(spec: Spec) -> Plan:
                                                            pretrain_id=pre.id if pre else None,
                                                            pretrained_on=src, config=cfg))
     notes += shared_notes(((m.name, m.shared) for m in spec.methods), spec.seeds)
+    if "finetune" in spec.protocols:
+        notes += augment_notes(spec.finetune)
     if "finetune" in spec.protocols and not any(m.name == SCRATCH for m in spec.methods):
         notes.append("no scratch method: the report needs scratch finetune cells to compute utility")
     notes += [f"{m.name} runs on backbone {m.backbone} only (a weights file fits one architecture)"

@@ -54,6 +54,10 @@ class Budget(Config):
             one with the best validation score, the same rule for every arm
             (:mod:`selfstudy.train.recipe`). None: ``lr`` and ``weight_decay`` alone. Left out of
             :meth:`to_dict` when None, so a budget without grids keeps its cell ids.
+        augment: apply the paper's augmentation to the labeled images (false: none, for every arm
+            alike). Without it a network trained on a few hundred labels stops gaining within a few
+            hundred passes, so its budget converges quickly; with it the same network keeps gaining
+            for thousands of steps. Left out of :meth:`to_dict` while true (the default).
     """
 
     config_name: ClassVar[str] = "budget"
@@ -83,16 +87,19 @@ class Budget(Config):
                                                          allowed="a non-empty list of numbers >= 0, e.g. "
                                                                  "weight_decay_grid=[0,1e-4,1e-3] (null: "
                                                                  "weight_decay alone)")
+    augment: bool = option(True)
 
-    #: Fields added after cell ids were recorded: left out of the canonical dict while None.
-    optional_fields: ClassVar[tuple[str, ...]] = ("lr_grid", "weight_decay_grid")
+    #: Fields added after cell ids were recorded: left out of the canonical dict while at their
+    #: default, so a budget that does not set them keeps its cell ids.
+    optional_fields: ClassVar[tuple[str, ...]] = ("lr_grid", "weight_decay_grid", "augment")
 
     def to_dict(self) -> dict[str, Any]:
-        """The canonical dict (what cell ids hash), without :attr:`optional_fields` that are None."""
+        """The canonical dict (what cell ids hash), without :attr:`optional_fields` at their default."""
         d = super().to_dict()
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
         for k in self.optional_fields:
-            if d.get(k) is None:
-                d.pop(k, None)
+            if k in d and d[k] == defaults[k]:
+                d.pop(k)
         return d
 
     def check(self) -> None:

@@ -90,7 +90,8 @@ def run(ds, task: "str | Task", *, backbone: str | None = None, n_labels: int, s
         precision: ``fp32``, ``bf16`` (autocast, training and evaluation), ``fp16`` (CUDA).
         channels_last: run convolutions in channels_last memory format.
         space: ``rgb``/``lab`` input for scratch (default ``rgb``); when finetuning, the checkpoint's.
-        augment: apply the paper's augmentation (flips off for pose tasks, which a mirror would change).
+        augment: apply the paper's augmentation (flips off for pose tasks, which a mirror would change);
+            it is applied only when ``budget.augment`` is true too.
         subset_seed: seed of the labeled subset (default: ``seed``).
         progress: show a progress bar on a terminal.
 
@@ -113,7 +114,7 @@ def run(ds, task: "str | Task", *, backbone: str | None = None, n_labels: int, s
     resolved = budget.resolve(int(n_labels), task)
     resolved["anneal_steps"] = anneal_steps(resolved["planned_steps"])
     selection, trainer = _train(model, task, data, budget, resolved, len(pos), seed=seed, precision=precision,
-                                channels_last=channels_last, augment=augment, progress=progress,
+                                channels_last=channels_last, augment=augment and budget.augment, progress=progress,
                                 desc=f"{'finetune' if init else 'scratch'} {task.name} n={n_labels}")
 
     def score_test(module: nn.Module) -> dict:
