@@ -28,6 +28,10 @@ def test_tiny_and_half_parameter_counts():
     assert nano.num_parameters() == 105_384 and nano.out_dim == 32
     assert [nano.map_channels[k] for k in ("layer1", "layer2", "layer3")] == [16, 32, 64]
     assert build_backbone("resnet9-nano").state_dict().keys() == build_backbone("resnet9-tiny").state_dict().keys()
+    # 1/16 width: 4/8/16/32 channels and a 16-wide prepool
+    pico = build_backbone("resnet9-pico")
+    assert pico.out_dim == 16 and [pico.map_channels[k] for k in ("layer1", "layer2", "layer3")] == [8, 16, 32]
+    assert pico.num_parameters() < nano.num_parameters() / 3
     assert build_backbone("resnet9-half", in_channels=1).num_parameters() == 3_322_176
 
 

@@ -5,6 +5,7 @@
 | ``resnet9`` | the paper's ResNet9 (docs/PAPER.md §3.1), 6.7M parameters | 256 |
 | ``resnet9-tiny`` | ResNet9 at 1/4 width (16/32/64/128), for CPUs | 64 |
 | ``resnet9-nano`` | ResNet9 at 1/8 width (8/16/32/64): the 2-core demo, ~2.4x faster a step than tiny | 32 |
+| ``resnet9-pico`` | ResNet9 at 1/16 width (4/8/16/32): the smaller model of the 2-core ``findings`` study | 16 |
 | ``resnet9-half`` | the CMC half-width stream (in_channels 1 or 2) | 128 |
 | ``resnet18``, ``resnet18-tiny`` | torchvision ResNet18 layout, no stem max-pool | 256, 64 |
 | ``resnet18-dilated`` | ResNet18 with layer4 dilated (stride 8), for dense tasks | 512 |
@@ -34,6 +35,7 @@ BACKBONES: dict[str, Callable[..., Backbone]] = {
     "resnet9": functools.partial(ResNet9),
     "resnet9-tiny": functools.partial(ResNet9, width=0.25),
     "resnet9-nano": functools.partial(ResNet9, width=0.125),
+    "resnet9-pico": functools.partial(ResNet9, width=0.0625),
     "resnet9-half": functools.partial(ResNet9, half=True),
     "resnet18": functools.partial(resnet18),
     "resnet18-tiny": functools.partial(resnet18, width=0.25),
