@@ -123,3 +123,19 @@ def test_original_samples():
     assert [original_samples(n) for n in (100, 4000, 19999, 20000, 200000)] == [2_000_000] * 3 + [30_000_000] * 2
     assert original_samples(50000, "resnet50") == 40_000_000 and original_samples(100, "resnet50") == 2_000_000
     assert original_samples(100, dense=True) == original_samples(200000, dense=True) == 8_000_000
+
+
+def test_a_cell_its_doubling_showed_converged_is_not_flagged_for_its_own_rising_curve():
+    from selfstudy.study.analysis import analyse, needs_flag
+
+    rows = [dict(row("a", 0.30, 0.29), still_improving=True), dict(row("b", 0.50, 0.49), still_improving=True),
+            row("c", 0.40, 0.41)]
+    checks = [dict(row("a2", 0.305, 0.30, factor=2.0, of="a"), still_improving=True),  # no gain: converged
+              row("c2", 0.48, 0.47, factor=2.0, of="c"), row("c4", 0.55, 0.54, factor=4.0, of="c")]
+    out, _ = resolve_rows(rows, checks, {"factor": 2, "cap": 4})
+    a, b, c = out
+    assert a["budget_status"] == "converged" and a["still_improving"] and not needs_flag(a)
+    assert "budget_status" not in b and needs_flag(b)  # unchecked: its own curve decides
+    assert c["budget_status"] == "not_converged" and needs_flag(c)
+    flagged = {r["cell_id"] for r in analyse(out, bootstrap=0).improving}
+    assert flagged == {"b", "c"}

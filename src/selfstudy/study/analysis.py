@@ -140,6 +140,18 @@ def row_trivial(row: Mapping) -> float | None:
     return float(v) if _finite(v) else None
 
 
+def needs_flag(row: Mapping) -> bool:
+    """Whether a result is not a converged number (the report's dagger): its budget check is still
+    gaining or did not converge within the cap (``under_budget``), or, for a cell without a budget
+    check decision, its own validation curve was still improving when its plan ran out. A cell whose
+    doubling showed no gain beyond the tolerance (``budget_status == "converged"``) is converged by that
+    rule, the same for every arm, even if its own curve ended on a rise that the doubling shows was
+    noise or the last of its gains."""
+    if row.get("under_budget"):
+        return True
+    return bool(row.get("still_improving")) and row.get("budget_status") != "converged"
+
+
 def analyse(rows: Iterable[dict], utility_method: str = "isotonic", bootstrap: int = 1000, seed: int = 0,
             ci: float = 0.95, baseline: str | None = None) -> Analysis:
     """Group finished rows by (dataset, backbone, task), compute each finetuned method's utility and
@@ -185,7 +197,7 @@ def analyse(rows: Iterable[dict], utility_method: str = "isotonic", bootstrap: i
         t = row_trivial(row)
         if t is not None:
             g.trivials.append(t)
-        if row.get("still_improving") or row.get("under_budget"):
+        if needs_flag(row):
             arm.improving[n].append(row)
             improving.append(row)
 
