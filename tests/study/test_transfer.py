@@ -182,7 +182,7 @@ def test_the_paper_preset_keeps_every_recorded_cell_and_every_preset_validates()
         counts[name] = (len(plan.pretrain), len(plan.downstream), len(plan.checks))
         assert "GPU-hours" in summary_line(plan) and "assumed" in summary_line(plan)
     assert counts == {"paper": (288, 10368, 432), "paper-dense": (144, 6912, 576),
-                      "paper-transfer": (144, 5400, 0), "findings": (24, 384, 16)}
+                      "paper-transfer": (144, 5400, 0), "findings": (12, 768, 128)}
     grid = expand(load_spec("paper-transfer"))
     assert len({(c.pretrained_on, c.dataset) for c in grid.downstream if c.method == "cmc"}) == 144
 
