@@ -264,16 +264,14 @@ def report_notes(spec: Mapping | None) -> list[str]:
     """The notes a report of ``spec`` (its dict form) carries: one per method whose pretraining every
     seed shares (``shared: true``), since its intervals then leave out the noise of pretraining, and
     one when finetuning runs without augmentation (``finetune.augment: false``)."""
-    from selfstudy.study.spec import augment_notes, shared_notes
+    from selfstudy.study.spec import method_notes
 
     spec = spec or {}
     methods = (spec.get("methods") or {}).items()
-    notes = shared_notes(((name, isinstance(m, Mapping) and bool(m.get("shared"))) for name, m in methods),
-                         tuple(spec.get("seeds") or ()))
-    if "finetune" in (spec.get("protocols") or ("finetune",)):
-        finetune = spec.get("finetune")
-        notes += augment_notes(finetune if isinstance(finetune, Mapping) else None)
-    return notes
+    finetune = spec.get("finetune")
+    return method_notes(((name, isinstance(m, Mapping) and bool(m.get("shared"))) for name, m in methods),
+                        tuple(spec.get("seeds") or ()), spec.get("protocols") or ("finetune",),
+                        finetune if isinstance(finetune, Mapping) else None)
 
 
 # --- running cells --------------------------------------------------------------------------------

@@ -609,6 +609,17 @@ def augment_notes(finetune: Mapping[str, Any] | None) -> list[str]:
             f"are larger than under the paper's protocol"]
 
 
+def method_notes(methods: Iterable[tuple[str, bool]], seeds: tuple[int, ...], protocols: Iterable[str],
+                 finetune: Mapping[str, Any] | None) -> list[str]:
+    """The notes on how a study's numbers were made that the plan and the report both carry: each
+    shared pretraining (:func:`shared_notes`) and, when the study finetunes, finetuning without
+    augmentation (:func:`augment_notes`)."""
+    notes = shared_notes(methods, seeds)
+    if "finetune" in protocols:
+        notes += augment_notes(finetune)
+    return notes
+
+
 def _expand_block(spec: Spec) -> Plan:
     """All cells of ``spec``: one pretraining cell per (dataset, SSL method, backbone, seed), reused by
     every downstream cell of that combination, then the downstream grid (see the module docstring).
@@ -672,9 +683,7 @@ def _expand_block(spec: Spec) -> Plan:
                                                            protocol=p, n_labels=n,
                                                            pretrain_id=pre.id if pre else None,
                                                            pretrained_on=src, config=cfg))
-    notes += shared_notes(((m.name, m.shared) for m in spec.methods), spec.seeds)
-    if "finetune" in spec.protocols:
-        notes += augment_notes(spec.finetune)
+    notes += method_notes(((m.name, m.shared) for m in spec.methods), spec.seeds, spec.protocols, spec.finetune)
     if "finetune" in spec.protocols and not any(m.name == SCRATCH for m in spec.methods):
         notes.append("no scratch method: the report needs scratch finetune cells to compute utility")
     notes += [f"{m.name} runs on backbone {m.backbone} only (a weights file fits one architecture)"
